@@ -1,0 +1,432 @@
+"""DAR-BN: Distribution-Aware Routing Batch Normalization (SPEC section 2).
+
+In training, the rows of a batch that are pure noise are normalized with their own batch
+statistics, while the natural rows get an ordinary BatchNorm that alone updates the running
+statistics; both share gamma and beta, which only natural rows train. OPeN puts the noise rows
+last, so every layer splits its input at one index into two views: no boolean gather or scatter.
+
+The split point reaches the layers through :func:`noise_routing`, a context manager, so a model's
+forward signature never changes:
+
+    model = convert_darbn(torchvision.models.resnet18(num_classes=10))
+    images, labels, k = open_(images, labels)
+    with noise_routing(model, k):
+        logits = model(images)
+
+Gradient flow (``noise_grad``): the paper's appendix code computes the noise branch under
+``torch.no_grad()``, so a noise image's loss trains only the layers after the last BN (the
+classifier): ``noise_grad="classifier"`` (default). ``noise_grad="features"`` lets noise
+gradients flow back through their own normalization into earlier layers; gamma and beta still
+get no gradient from noise rows in either mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import operator
+import warnings
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from purenoise.errors import ModelError
+
+__all__ = [
+    "DARBatchNorm2d",
+    "AuxBatchNorm2d",
+    "convert_darbn",
+    "revert_darbn",
+    "noise_routing",
+    "routed_layers",
+    "NOISE_GRAD_MODES",
+    "BN_MODES",
+]
+
+NOISE_GRAD_MODES = ("classifier", "features")
+BN_MODES = ("darbn", "aux", "standard")
+_aten = torch.ops.aten
+
+
+def _check_noise_grad(noise_grad: str) -> str:
+    if noise_grad not in NOISE_GRAD_MODES:
+        raise ValueError(f"noise_grad must be one of {NOISE_GRAD_MODES}, got {noise_grad!r}")
+    return noise_grad
+
+
+@functools.lru_cache(maxsize=None)
+def _stats_dtype(device_type: str, x_dtype: torch.dtype, w_dtype: torch.dtype) -> torch.dtype:
+    """The dtype native batch norm uses for its saved mean/invstd (differs by device and dtypes).
+
+    Asking the kernel once per combination is more robust than restating its rules here.
+    """
+    x = torch.ones(2, 1, 1, 1, dtype=x_dtype, device=device_type)
+    w = torch.ones(1, dtype=w_dtype, device=device_type)
+    return _aten.native_batch_norm(x, w, torch.zeros_like(w), None, None, True, 0.0, 1e-5)[1].dtype
+
+
+class _DARBatchNormFn(torch.autograd.Function):
+    """Both DAR-BN branches on the two slices of one output buffer, forward and backward.
+
+    Writing each branch into a view of a single preallocated tensor avoids the concatenation
+    in forward and the zero-filled full-size gradients that slicing costs in backward, so DAR-BN
+    costs what one BatchNorm costs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, n_nat, momentum, eps, features):
+        y = torch.empty_like(x)
+        sdt = _stats_dtype(x.device.type, x.dtype, weight.dtype)
+        channels = x.shape[1]
+        saved = []
+        for lo, hi, rm, rv, mom in ((0, n_nat, running_mean, running_var, momentum),
+                                    (n_nat, x.shape[0], None, None, 0.0)):
+            mean = x.new_empty(channels, dtype=sdt)
+            invstd = x.new_empty(channels, dtype=sdt)
+            if hi > lo:
+                _aten.native_batch_norm.out(
+                    x[lo:hi], weight, bias, rm, rv, True, mom, eps,
+                    out=y[lo:hi], save_mean=mean, save_invstd=invstd,
+                )
+            saved += [mean, invstd]
+        ctx.save_for_backward(x, weight, *saved)
+        ctx.n_nat, ctx.eps, ctx.features = n_nat, eps, features
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, weight, m_nat, s_nat, m_noise, s_noise = ctx.saved_tensors
+        n, batch = ctx.n_nat, x.shape[0]
+        grad_x = torch.empty_like(x)
+        grad_w = torch.zeros_like(weight)
+        grad_b = torch.zeros_like(weight)
+        if n > 0:
+            _aten.native_batch_norm_backward.out(
+                grad_y[:n], x[:n], weight, None, None, m_nat, s_nat, True, ctx.eps,
+                [True, True, True], out0=grad_x[:n], out1=grad_w, out2=grad_b,
+            )
+        if n < batch:
+            if ctx.features:
+                # gamma/beta gradients from noise rows are computed by the kernel and dropped.
+                _aten.native_batch_norm_backward.out(
+                    grad_y[n:], x[n:], weight, None, None, m_noise, s_noise, True, ctx.eps,
+                    [True, True, True], out0=grad_x[n:], out1=torch.empty_like(weight),
+                    out2=torch.empty_like(weight),
+                )
+            else:
+                grad_x[n:].zero_()
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+class _RoutedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that treats the last ``n_noise`` rows of a training batch as noise.
+
+    ``n_noise`` is set by :func:`noise_routing`; with ``n_noise == 0`` or in eval mode the layer
+    is exactly the BatchNorm2d it derives from. Subclasses implement :meth:`_routed`.
+    """
+
+    # The BatchNorm class this layer was converted from, restored by revert_darbn.
+    _base_cls: type[nn.BatchNorm2d] = nn.BatchNorm2d
+    # Submodules applied after normalization by the base class's own forward (timm's
+    # BatchNormAct2d applies drop and act), repeated on the routed path.
+    _post_ops: tuple[str, ...] = ()
+    n_noise: int = 0
+    noise_grad: str = "classifier"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.n_noise
+        if k == 0 or not self.training:
+            return super().forward(x)
+        self._check_input_dim(x)
+        if k > x.shape[0]:
+            raise ValueError(
+                f"noise_routing says {k} noise rows but this batch has {x.shape[0]} rows; "
+                "pass the n_noise that OPeN returned for this batch"
+            )
+        y = self._routed(x, x.shape[0] - k)
+        for name in self._post_ops:
+            y = getattr(self, name)(y)
+        return y
+
+    def _natural_momentum(self, n_nat: int) -> float:
+        """Momentum for the natural rows, advancing num_batches_tracked as BatchNorm does."""
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if n_nat > 0 and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum
+
+    def _natural_bn(self, x: torch.Tensor, momentum: float) -> torch.Tensor:
+        track = self.track_running_stats
+        return F.batch_norm(
+            x, self.running_mean if track else None, self.running_var if track else None,
+            self.weight, self.bias, True, momentum, self.eps,
+        )
+
+    def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, noise_grad={self.noise_grad}"
+
+
+class DARBatchNorm2d(_RoutedBatchNorm):
+    """Distribution-Aware Routing BatchNorm: a drop-in for ``nn.BatchNorm2d``.
+
+    Same parameters, buffers and state_dict keys as ``nn.BatchNorm2d``. In training, inside
+    ``noise_routing(model, k)``, the last ``k`` rows of the input are noise images:
+
+    - natural rows: ordinary batch norm with their own batch statistics; only they update the
+      running mean and variance;
+    - noise rows: normalized with their own per-channel batch mean and biased variance (same
+      ``eps``), then scaled and shifted by the same gamma and beta, which they do not train.
+
+    Outputs keep the row order. In eval mode, or with ``k == 0``, the layer is exactly
+    ``nn.BatchNorm2d``.
+
+    Args:
+        num_features: Number of channels.
+        eps: Added to the variance for stability.
+        momentum: Running-statistics momentum (``None``: cumulative average).
+        affine: Learnable gamma and beta.
+        track_running_stats: Keep running statistics for eval mode.
+        noise_grad: ``"classifier"`` (the paper's appendix code: noise rows pass no gradient
+            back through this layer) or ``"features"`` (noise rows back-propagate through their
+            own normalization; gamma and beta still get no gradient from them).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        noise_grad: str = "classifier",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.noise_grad = _check_noise_grad(noise_grad)
+        self.n_noise = 0
+
+    def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
+        momentum = self._natural_momentum(n_nat)
+        features = self.noise_grad == "features"
+        if self._fast_path_ok(x):
+            track = self.track_running_stats
+            return _DARBatchNormFn.apply(
+                x, self.weight, self.bias, self.running_mean if track else None,
+                self.running_var if track else None, n_nat, momentum, self.eps, features,
+            )
+        # Reference path on views (used under torch.compile, whose fusion removes the concat,
+        # and for layouts or options the fused path does not cover).
+        parts = [self._natural_bn(x[:n_nat], momentum)] if n_nat > 0 else []
+        w = None if self.weight is None else self.weight.detach()
+        b = None if self.bias is None else self.bias.detach()
+        with torch.set_grad_enabled(features and torch.is_grad_enabled()):
+            parts.append(F.batch_norm(x[n_nat:], None, None, w, b, True, 0.0, self.eps))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _fast_path_ok(self, x: torch.Tensor) -> bool:
+        if torch.compiler.is_compiling() or self.weight is None:
+            return False
+        if not torch.is_grad_enabled():
+            return False  # nothing to save for backward; the view path is as fast
+        return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
+class AuxBatchNorm2d(_RoutedBatchNorm):
+    """Auxiliary BatchNorm (AdvProp-style ablation of the paper, Table 4).
+
+    Natural rows use this layer's own statistics and affine parameters; noise rows go through a
+    second BatchNorm (``aux_bn``) with its own running statistics and its own gamma and beta,
+    which noise rows do train. ``noise_grad`` decides, as for DAR-BN, whether noise gradients
+    also flow back into earlier layers (``"features"``) or stop at this layer's input
+    (``"classifier"``). Eval mode uses the main (natural) branch only, so ``revert_darbn``
+    yields the plain BatchNorm2d a deployed model needs.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        noise_grad: str = "classifier",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.noise_grad = _check_noise_grad(noise_grad)
+        self.n_noise = 0
+        self.aux_bn = nn.BatchNorm2d(
+            num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype
+        )
+
+    def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
+        momentum = self._natural_momentum(n_nat)
+        parts = [self._natural_bn(x[:n_nat], momentum)] if n_nat > 0 else []
+        noise = x[n_nat:]
+        if self.noise_grad == "classifier":
+            noise = noise.detach()
+        parts.append(self.aux_bn(noise))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _is_timm_bn_act(module: nn.Module) -> bool:
+    # timm's BatchNormAct2d subclasses BatchNorm2d and applies dropout and activation after
+    # normalization in its own forward; the routed path must apply them too.
+    return type(module).__name__ == "BatchNormAct2d" and hasattr(module, "act") and hasattr(module, "drop")
+
+
+@functools.lru_cache(maxsize=None)
+def _routed_class(kind: type[_RoutedBatchNorm], base: type[nn.BatchNorm2d]) -> type[_RoutedBatchNorm]:
+    """The routed layer class for a given BatchNorm class (a subclass for timm's norm+act)."""
+    if base is nn.BatchNorm2d:
+        return kind
+    prefix = "DAR" if kind is DARBatchNorm2d else "Aux"
+    cls = type(f"{prefix}{base.__name__}", (kind, base), {
+        "_base_cls": base, "_post_ops": ("drop", "act"), "__module__": __name__,
+    })
+    globals()[cls.__name__] = cls  # lets pickle find the class by name
+    return cls
+
+
+def _base_class(module: nn.Module) -> type:
+    return module._base_cls if isinstance(module, _RoutedBatchNorm) else type(module)
+
+
+def routed_layers(model: nn.Module) -> list[nn.Module]:
+    """The DAR-BN and auxiliary-BN layers of ``model`` (what :func:`noise_routing` reaches)."""
+    return [m for m in model.modules() if isinstance(m, _RoutedBatchNorm)]
+
+
+def _unconvertible(model: nn.Module) -> list[str]:
+    bad = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            base = _base_class(m)
+            if base is not nn.BatchNorm2d and not _is_timm_bn_act(m):
+                bad.append(f"{name or '<model>'} ({base.__module__}.{base.__qualname__})")
+    return bad
+
+
+def convert_darbn(
+    model: nn.Module, noise_grad: str = "classifier", bn_mode: str = "darbn"
+) -> nn.Module:
+    """Turn every ``nn.BatchNorm2d`` of ``model`` into a routing layer, in place.
+
+    Layers keep their parameter and buffer objects (an optimizer built before the conversion
+    still holds the right tensors), their running statistics, device, dtype, hooks and
+    state_dict keys. timm's ``BatchNormAct2d`` is supported (its dropout and activation are
+    kept). Converting an already converted model switches its mode.
+
+    Args:
+        model: Any module (a torchvision or timm model, or a bare BatchNorm2d).
+        noise_grad: ``"classifier"`` (default, the paper's code) or ``"features"``.
+        bn_mode: ``"darbn"`` (default), ``"aux"`` (auxiliary BN for noise, adds ``aux_bn``
+            parameters: build the optimizer after converting) or ``"standard"`` (noise shares
+            the ordinary BN: layers are reverted to plain BatchNorm2d).
+
+    Returns:
+        The same model object.
+
+    Raises:
+        ModelError: When a BatchNorm2d subclass with custom behaviour cannot be converted
+            safely (its name and class are listed).
+    """
+    _check_noise_grad(noise_grad)
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    if bn_mode == "standard":
+        return revert_darbn(model)
+    bad = _unconvertible(model)
+    if bad:
+        raise ModelError(
+            "convert_darbn cannot convert these BatchNorm2d subclasses, whose forward does more "
+            f"than batch norm: {', '.join(bad)}. Replace them with nn.BatchNorm2d (plus the extra "
+            "operation as its own module) before converting."
+        )
+    others = [
+        name for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.BatchNorm2d)
+    ]
+    if others:
+        warnings.warn(
+            f"convert_darbn converts BatchNorm2d only; these normalization layers will see noise "
+            f"rows mixed with natural rows: {', '.join(others)}",
+            stacklevel=2,
+        )
+    kind = DARBatchNorm2d if bn_mode == "darbn" else AuxBatchNorm2d
+    # The noise branches of auxiliary layers are plain BatchNorms that must stay plain.
+    aux_branches = {id(m.aux_bn) for m in model.modules() if isinstance(m, AuxBatchNorm2d)}
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in aux_branches]
+    for m in layers:
+        m.__class__ = _routed_class(kind, _base_class(m))
+        m.noise_grad = noise_grad
+        m.n_noise = 0
+        if kind is AuxBatchNorm2d and "aux_bn" not in m._modules:
+            # The noise branch starts as a copy of the layer, then trains on its own.
+            ref = m.weight if m.weight is not None else m.running_mean
+            aux = nn.BatchNorm2d(
+                m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
+                device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype,
+            )
+            aux.load_state_dict(
+                {k: v for k, v in m.state_dict().items() if "." not in k}, strict=False
+            )
+            m.aux_bn = aux.train(m.training)
+        elif kind is DARBatchNorm2d and "aux_bn" in m._modules:
+            del m._modules["aux_bn"]
+    return model
+
+
+def revert_darbn(model: nn.Module) -> nn.Module:
+    """Turn routing layers back into the plain BatchNorm classes they came from, in place.
+
+    The auxiliary branch of ``AuxBatchNorm2d`` is dropped; weights and running statistics of
+    the natural branch are kept, so the state_dict matches the original model's exactly.
+    """
+    for m in model.modules():
+        if isinstance(m, _RoutedBatchNorm):
+            base = m._base_cls
+            m._modules.pop("aux_bn", None)
+            for attr in ("n_noise", "noise_grad"):
+                m.__dict__.pop(attr, None)
+            m.__class__ = base
+    return model
+
+
+@contextlib.contextmanager
+def noise_routing(model: nn.Module, n_noise: int) -> Iterator[nn.Module]:
+    """Within the block, routing layers of ``model`` treat the last ``n_noise`` rows as noise.
+
+    Args:
+        model: A model converted with :func:`convert_darbn` (plain models are left alone, so
+            the same loop serves the standard-BN ablation and ERM).
+        n_noise: Number of noise rows at the end of each batch (OPeN's third output).
+
+    Yields:
+        The model. The previous setting is restored on exit, also after an exception. Run the
+        whole forward inside the block; backward may run after it.
+    """
+    try:
+        n = operator.index(n_noise)
+    except TypeError:
+        raise TypeError(f"n_noise must be an int, got {type(n_noise).__name__}") from None
+    if n < 0:
+        raise ValueError(f"n_noise must be >= 0, got {n}")
+    layers = routed_layers(model)
+    previous = [m.n_noise for m in layers]
+    for m in layers:
+        m.n_noise = n
+    try:
+        yield model
+    finally:
+        for m, p in zip(layers, previous):
+            m.n_noise = p
