@@ -17,7 +17,7 @@ import torch
 
 from purenoise.noise import PureNoise
 
-__all__ = ["OPeN", "replacement_probs"]
+__all__ = ["OPeN", "NoiseAugment", "replacement_probs"]
 
 NoiseFn = Callable[..., torch.Tensor]
 
@@ -184,3 +184,47 @@ class OPeN:
             f"OPeN(num_classes={self.num_classes}, delta={self.delta:.4g}, "
             f"expected_noise_fraction={self.expected_noise_fraction:.3f}, noise={self.noise!r})"
         )
+
+
+class NoiseAugment:
+    """Pure noise as a general augmentation on balanced data (paper section 5).
+
+    Appends ``round(ratio * B)`` fresh noise images to each batch of ``B`` natural images
+    (``ratio=0.25`` is the paper's noise:natural ratio of 1:4), labelled uniformly at random as
+    in the reproduction (the paper does not say how they were labelled). Noise rows come last,
+    so the result feeds :func:`~purenoise.darbn.noise_routing` like OPeN's.
+
+    Args:
+        num_classes: Number of classes (labels of noise rows are uniform over them).
+        ratio: Noise images per natural image, > 0.
+        noise: Noise generator (default: Gaussian with the ``normalize`` statistics).
+        normalize: ``(mean, std)`` applied to the noise, as for :class:`OPeN`.
+    """
+
+    def __init__(self, num_classes: int, ratio: float = 0.25, noise: PureNoise | NoiseFn | None = None,
+                 normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not ratio > 0:
+            raise ValueError(f"noise ratio must be > 0, got {ratio}")
+        self.num_classes = int(num_classes)
+        self.ratio = float(ratio)
+        # Reuse OPeN's handling of noise and normalization (with every probability zero).
+        self._open = OPeN([1] * self.num_classes, 0.0, noise=noise, normalize=normalize)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, *,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        k = round(self.ratio * images.shape[0])
+        if k == 0:
+            return images, labels, 0
+        noise = self._open.noise(k, images.shape[1:], device=images.device, dtype=torch.float32,
+                                 generator=generator)
+        if self._open._norm is not None:
+            consts = self._open._constants(images.device, images.dtype)
+            noise = (noise - consts[1]) * consts[2]
+        noise_labels = torch.randint(0, self.num_classes, (k,), device=labels.device, generator=generator,
+                                     dtype=labels.dtype)
+        out = torch.cat([images, noise.to(images.dtype)]).contiguous(
+            memory_format=torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+            and not images.is_contiguous() else torch.contiguous_format)
+        return out, torch.cat([labels, noise_labels]), k

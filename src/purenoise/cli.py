@@ -1,0 +1,279 @@
+"""Command line: ``purenoise train | eval | report | predict | data``.
+
+Errors a user can fix (config, data, checkpoints) print one clear message and exit with code 2;
+an interrupted run exits with 128 + the signal number after saving a resumable checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from purenoise.errors import PureNoiseError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> int:
+    # Under torchrun every rank meets the same bad input; one message is enough.
+    if _rank() == 0 or code != EXIT_USER_ERROR:
+        prefix = f"[rank {_rank()}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"purenoise: error: {prefix}{message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _default_out(cfg: dict[str, Any]) -> Path:
+    return Path("runs") / (cfg["name"] or "run")
+
+
+# ------------------------------------------------------------------------------ train
+def cmd_train(args: argparse.Namespace) -> int:
+    from purenoise.config import load_config
+    from purenoise.engine.trainer import Trainer
+
+    config = args.config
+    base = None
+    if config is None:
+        if args.resume in (None, "auto") and args.out is None:
+            raise PureNoiseError("train needs --config FILE (or --resume with --out RUN_DIR or a checkpoint path)")
+        source = Path(args.out) / "config.yaml" if args.resume in (None, "auto") else None
+        if source is not None and source.exists():
+            config = source
+        elif args.resume not in (None, "auto"):
+            from purenoise.engine.checkpoint import load_checkpoint
+
+            base = load_checkpoint(args.resume)["config"]
+        else:
+            raise PureNoiseError(f"no --config given and no {source} to resume from")
+    cfg = load_config(config, args.set, base=base)
+    out = Path(args.out) if args.out else _default_out(cfg)
+    trainer = Trainer(cfg, out, resume=args.resume, init_from=args.init_from, detect_anomaly=args.detect_anomaly)
+    metrics = trainer.fit()
+    if metrics is not None and trainer.is_main:
+        print(_summary(metrics, out))
+    return 0
+
+
+def _summary(m: dict[str, Any], out: Path) -> str:
+    def pct(v):
+        return "  n/a" if v is None else f"{100 * v:5.2f}"
+
+    return (f"{m.get('run') or out.name}: top-1 {pct(m['top1'])}%  balanced {pct(m['balanced_acc'])}%  "
+            f"many {pct(m['many'])}  medium {pct(m['medium'])}  few {pct(m['few'])}  -> {out / 'eval.json'}")
+
+
+# ------------------------------------------------------------------------------ eval / predict
+def _load_for_inference(path: str, device_pref: str):
+    import torch
+
+    from purenoise.darbn import revert_darbn
+    from purenoise.engine.checkpoint import load_checkpoint
+    from purenoise.engine.distributed import resolve_device
+    from purenoise.engine.setup import load_model_state
+    from purenoise.models import create_model
+
+    state = load_checkpoint(path)
+    cfg = state["config"]
+    device = resolve_device(device_pref)
+    if state.get("kind") == "model":
+        meta = state
+    else:  # a training checkpoint: rebuild the metadata from its dataset
+        from purenoise.engine.setup import build_data
+
+        data = build_data(cfg)
+        meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
+                "class_names": data.info.class_names, "class_counts": data.class_counts,
+                "image_size": list(data.info.image_size), "mean": list(data.info.mean),
+                "std": list(data.info.std), "model_name": cfg["model"], "model_options": cfg["model_options"]}
+    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **meta["model_options"])
+    weights = state["model"]
+    if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):
+        weights = {k: v for k, v in weights.items() if ".aux_bn." not in k}
+    load_model_state(revert_darbn(model), weights, path)
+    model.to(device).eval()
+    return model, meta, cfg, device, torch
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from purenoise.config import validate_config
+    from purenoise.engine.evaluate import Normalizer, evaluate
+    from purenoise.engine.setup import build_data
+
+    model, meta, cfg, device, _ = _load_for_inference(args.checkpoint, args.device)
+    cfg = dict(cfg)
+    if args.dataset:
+        cfg["dataset"] = args.dataset
+    if args.data_root:
+        cfg["data_root"] = args.data_root
+    cfg = validate_config(cfg)
+    data = build_data(cfg)
+    if data.test is None:
+        raise PureNoiseError(f"dataset {cfg['dataset']} has no test split to evaluate on")
+    if data.info.num_classes != meta["num_classes"]:
+        raise PureNoiseError(f"the model has {meta['num_classes']} classes but {cfg['dataset']} has "
+                             f"{data.info.num_classes}")
+    metrics = evaluate(model, data.test, class_counts=meta["class_counts"], device=device,
+                       normalize=Normalizer(meta["mean"], meta["std"], device), batch_size=args.batch_size,
+                       workers=args.workers, class_names=meta["class_names"])
+    if args.out:
+        from purenoise.engine.checkpoint import atomic_write_json
+        from purenoise.engine.trainer import _json_safe
+
+        atomic_write_json(args.out, _json_safe(metrics))
+    print(_summary({**metrics, "run": Path(args.checkpoint).name}, Path(args.out or "-")))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    from purenoise.data import create_transform
+    from purenoise.engine.evaluate import Normalizer
+
+    model, meta, cfg, device, torch = _load_for_inference(args.checkpoint, args.device)
+    preset = "imagenet_test" if max(meta["image_size"]) > 64 else "test"
+    tf = create_transform(preset, image_size=meta["image_size"], channels=meta["in_chans"], train=False)
+    normalize = Normalizer(meta["mean"], meta["std"], device)
+    results = []
+    for path in args.images:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if meta["in_chans"] == 1 else "RGB")
+                x = tf(im)
+        except FileNotFoundError:
+            raise PureNoiseError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise PureNoiseError(f"cannot read image {path}: {e}") from None
+        with torch.no_grad():
+            probs = torch.softmax(model(normalize(x.unsqueeze(0).to(device))).float(), 1)[0].cpu()
+        top = torch.topk(probs, min(args.top, probs.numel()))
+        preds = [{"class": meta["class_names"][i], "index": int(i), "prob": float(p)}
+                 for p, i in zip(top.values, top.indices)]
+        results.append({"image": str(path), "predictions": preds})
+        if not args.json:
+            print(f"{path}: " + ", ".join(f"{p['class']} {100 * p['prob']:.1f}%" for p in preds))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------ report / data
+def cmd_report(args: argparse.Namespace) -> int:
+    from purenoise import report
+
+    runs = [report.load_run(d) for d in args.run_dirs]
+    path = report.make_report(args.run_dirs, out_dir=args.out, title=args.title)
+    print(report.format_table(runs))
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from purenoise.data import create_dataset, list_datasets
+
+    if args.action == "list":
+        for name in list_datasets():
+            print(name)
+        return 0
+    if not args.name:
+        raise PureNoiseError("purenoise data info NAME: give a dataset name (purenoise data list)")
+    from purenoise.config import parse_override
+
+    options = dict(parse_override(s) for s in args.set)
+    bundle = create_dataset(args.name, args.root, download=args.download, **options)
+    info = bundle.info
+    print(f"{info.name}: {info.num_classes} classes, {sum(bundle.class_counts)} training images, "
+          f"{len(bundle.test) if bundle.test is not None else 0} test images, "
+          f"{info.channels}x{info.image_size[0]}x{info.image_size[1]}")
+    print(f"pixel mean {tuple(round(v, 4) for v in info.mean)}, std {tuple(round(v, 4) for v in info.std)}")
+    width = max(len(n) for n in info.class_names)
+    for name, n in zip(info.class_names, bundle.class_counts):
+        print(f"  {name:<{width}} {n:6d}")
+    for note in info.notes:
+        print(f"note: {note}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="purenoise", description="OPeN and DAR-BN for long-tailed classification")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (and evaluate) one run")
+    t.add_argument("--config", "-c", help="YAML config, e.g. configs/fmnist_lt_r100/open.yaml")
+    t.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable); model_options.x=1 sets one option")
+    t.add_argument("--out", "-o", help="run folder (default: runs/<name>)")
+    t.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, or the run folder's last one")
+    t.add_argument("--init-from", metavar="RUN_DIR|CHECKPOINT",
+                   help="start from another run's checkpoint at this config's defer_epoch (shared first phase)")
+    t.add_argument("--detect-anomaly", action="store_true", help="autograd anomaly detection (slow)")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
+    e.add_argument("--checkpoint", required=True, help="model.pt or a training checkpoint")
+    e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
+    e.add_argument("--data-root", help="data folder")
+    e.add_argument("--out", help="write the metrics to this JSON file")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--workers", type=int, default=2)
+    e.set_defaults(fn=cmd_eval)
+
+    r = sub.add_parser("report", help="Markdown report with plots from run folders")
+    r.add_argument("run_dirs", nargs="+")
+    r.add_argument("--out", help="report folder")
+    r.add_argument("--title")
+    r.set_defaults(fn=cmd_report)
+
+    pr = sub.add_parser("predict", help="classify image files")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--top", type=int, default=3)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(fn=cmd_predict)
+
+    d = sub.add_parser("data", help="list datasets or show one's classes and statistics")
+    d.add_argument("action", choices=("list", "info"))
+    d.add_argument("name", nargs="?")
+    d.add_argument("--root")
+    d.add_argument("--download", action="store_true")
+    d.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
+    d.set_defaults(fn=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from purenoise.engine.trainer import TrainingDiverged, TrainingInterrupted
+
+    try:
+        return args.fn(args)
+    except TrainingInterrupted as e:
+        _fail(str(e), 0)
+        return 128 + int(e.signum)
+    except TrainingDiverged as e:
+        return _fail(str(e), EXIT_DIVERGED)
+    except PureNoiseError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    finally:
+        from purenoise.engine.distributed import cleanup
+
+        cleanup()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Training configuration: YAML files with inheritance, ``--set`` overrides and strict validation.
+
+A config is a flat mapping of the keys in :data:`SCHEMA` (plus three ``*_options`` mappings
+passed through to the dataset, model and loss factories). A file may start from other files
+with ``base: path.yaml`` (or a list of paths, relative to the file); later values win and
+``*_options`` mappings merge key by key. Every problem raises :class:`ConfigError` naming the
+file, line or key and what would be valid.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from purenoise.errors import ConfigError
+
+__all__ = ["SCHEMA", "load_config", "apply_overrides", "validate_config", "dump_config", "METHODS"]
+
+METHODS = ("erm", "rs", "drs", "open", "noise_aug")
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: allowed types, default, help and an optional check."""
+
+    types: tuple[type, ...]
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+    nullable: bool = False
+
+
+def _range(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):
+    def check(v):
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            return f"must be {'>' if lo_open else '>='} {lo}"
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            return f"must be {'<' if hi_open else '<='} {hi}"
+        return None
+    return check
+
+
+def _list_of(kind: type, n: int | None = None, check=None):
+    def item_ok(x):
+        if isinstance(x, bool):
+            return False
+        return isinstance(x, (int, float)) if kind is float else isinstance(x, kind)
+
+    def fn(v):
+        if not all(item_ok(x) for x in v):
+            return f"must be a list of {'number' if kind is float else 'integer'}s"
+        if n is not None and len(v) != n:
+            return f"must have {n} items"
+        return check(v) if check else None
+    return fn
+
+
+def _sorted_nonneg(v):
+    if any(x < 0 for x in v) or list(v) != sorted(v):
+        return "must be non-negative epochs in increasing order"
+    return None
+
+
+INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (float, int), (str,), (bool,), (list,), (dict,)
+
+SCHEMA: dict[str, Field] = {
+    # run
+    "name": Field(STR, None, "run name (default: the config file's folder and name)", nullable=True),
+    "seed": Field(INT, 0, "seed of every random draw of the run (sampler, noise, augmentation, init)", check=_range(0)),
+    "device": Field(STR, "auto", "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'"),
+    # data
+    "dataset": Field(STR, _REQUIRED, "dataset name (purenoise data list)"),
+    "data_root": Field(STR, None, "folder holding the dataset files (default: the dataset's usual place)", nullable=True),
+    "download": Field(BOOL, False, "allow torchvision to download the dataset into data_root"),
+    "ratio": Field(FLOAT, None, "imbalance ratio n_max / n_min of the long-tailed subset", check=_range(1), nullable=True),
+    "profile": Field(STR, "exp", "long-tail profile", choices=("exp", "step")),
+    "subset_seed": Field(INT, 0, "seed of the long-tailed subset (0: the field's standard LDAM-DRW subset)", check=_range(0)),
+    "dataset_options": Field(DICT, {}, "extra options for create_dataset"),
+    "augment": Field(STR, "auto", "training transform preset ('auto': the dataset's default)"),
+    "test_transform": Field(STR, "auto", "evaluation transform preset ('auto': the dataset's default)"),
+    "loader": Field(STR, "torch", "'torch' (DataLoader with workers) or 'device' (data and augmentation on the device)", choices=("torch", "device")),
+    "workers": Field(INT, 2, "DataLoader worker processes", check=_range(0)),
+    "skip_corrupt": Field(BOOL, False, "skip unreadable images (counted and reported) instead of stopping"),
+    # model
+    "model": Field(STR, _REQUIRED, "model name (purenoise models list)"),
+    "model_options": Field(DICT, {}, "extra options for create_model"),
+    "pretrained": Field(BOOL, False, "start from the model's pretrained weights"),
+    # method
+    "method": Field(STR, "erm", "training scheme", choices=METHODS),
+    "defer_epoch": Field(INT, None, "epoch at which drs/open switch to class-balanced sampling (and noise)", check=_range(0), nullable=True),
+    "delta": Field(FLOAT, 1 / 3, "OPeN replacement strength: p_c = delta * (1 - n_c / n_max)", check=_range(0, 1)),
+    "noise": Field(STR, "gaussian", "pure-noise distribution", choices=("gaussian", "uniform")),
+    "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4)", check=_range(0, lo_open=True)),
+    "bn_mode": Field(STR, "darbn", "how BatchNorm treats noise rows", choices=("darbn", "aux", "standard")),
+    "noise_grad": Field(STR, "classifier", "where noise gradients reach", choices=("classifier", "features")),
+    "sampling": Field(STR, "balanced", "class-aware sampling of rs/drs/open", choices=("balanced", "sqrt")),
+    # loss
+    "loss": Field(STR, "ce", "loss name (ce, cb, drw, ldam, balanced_softmax, logit_adjust)"),
+    "loss_options": Field(DICT, {}, "extra options for create_loss"),
+    # optimization
+    "epochs": Field(INT, 200, "number of training epochs", check=_range(1)),
+    "batch_size": Field(INT, 128, "batch size per process", check=_range(1)),
+    "optimizer": Field(STR, "sgd", "optimizer", choices=("sgd", "adam", "adamw")),
+    "lr": Field(FLOAT, 0.1, "peak learning rate", check=_range(0, lo_open=True)),
+    "momentum": Field(FLOAT, 0.9, "SGD momentum", check=_range(0, 1, hi_open=True)),
+    "nesterov": Field(BOOL, False, "Nesterov momentum for SGD"),
+    "weight_decay": Field(FLOAT, 2e-4, "weight decay", check=_range(0)),
+    "betas": Field(LIST, [0.9, 0.999], "Adam betas", check=_list_of(float, 2)),
+    "schedule": Field(STR, "step", "learning-rate schedule after warm-up", choices=("step", "cosine", "constant")),
+    "warmup_epochs": Field(FLOAT, 5, "linear warm-up length in epochs", check=_range(0)),
+    "milestones": Field(LIST, [160, 180], "epochs at which the step schedule multiplies lr by lr_decay", check=_list_of(int, check=_sorted_nonneg)),
+    "lr_decay": Field(FLOAT, 0.01, "factor of each step-schedule decay", check=_range(0, 1, lo_open=True)),
+    "grad_clip": Field(FLOAT, None, "clip the gradient norm to this value", check=_range(0, lo_open=True), nullable=True),
+    # speed
+    "amp": Field(STR, "none", "mixed precision", choices=("none", "bf16", "fp16")),
+    "channels_last": Field(BOOL, False, "channels_last memory format for model and inputs"),
+    "compile": Field(BOOL, False, "torch.compile the model"),
+    "sync_bn": Field(BOOL, False, "synchronize (DAR-)BN statistics across processes"),
+    # output
+    "eval_every": Field(INT, 0, "also evaluate on the test set every N epochs for curves (0: only at the end)", check=_range(0)),
+    "checkpoint_every": Field(INT, 1, "save a resumable checkpoint every N epochs", check=_range(1)),
+    "save_samples": Field(BOOL, True, "save a few trained-on noise and natural images for the report"),
+    "tensorboard": Field(BOOL, False, "also log to TensorBoard (needs the tensorboard package)"),
+    "progress": Field(BOOL, True, "show tqdm progress bars"),
+    "limit_batches": Field(INT, None, "stop each epoch after this many batches (quick checks)", check=_range(1), nullable=True),
+}
+
+
+def _where(source: str | None) -> str:
+    return f" in {source}" if source else ""
+
+
+def _closest(key: str, valid: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"YAML syntax error in {path}{line}: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"YAML error in {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config keys must be strings, found {bad!r} in {path}")
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if k.endswith("_options") and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **copy.deepcopy(v)}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_file(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise ConfigError(f"config inheritance loops: {chain}")
+    data = _read_yaml(path)
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"'base' in {path} must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        merged = _merge(merged, _load_file(path.parent / b, (*stack, path)))
+    return _merge(merged, data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value as YAML: numbers, lists, null), ``a.b=value`` for options."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``--set key=value`` items; ``model_options.depth=16`` sets one option."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        key, value = parse_override(item)
+        if "." in key:
+            group, sub = key.split(".", 1)
+            if not group.endswith("_options"):
+                raise ConfigError(
+                    f"--set {item}: only the *_options keys take dotted sub-keys "
+                    f"(dataset_options, model_options, loss_options)"
+                )
+            cfg.setdefault(group, {})
+            if not isinstance(cfg[group], dict):
+                raise ConfigError(f"--set {item}: '{group}' is not a mapping")
+            cfg[group][sub] = value
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a mapping"}
+    return names[types[0]]
+
+
+def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Check keys, types, choices and ranges; fill defaults. Returns a new dict.
+
+    Raises:
+        ConfigError: On the first problem, naming the key, the value and what is valid.
+    """
+    unknown = [k for k in raw if k not in SCHEMA]
+    if unknown:
+        k = unknown[0]
+        raise ConfigError(
+            f"unknown config key '{k}'{_where(source)}.{_closest(k, SCHEMA)} "
+            f"Valid keys: {', '.join(sorted(SCHEMA))}"
+        )
+    cfg: dict[str, Any] = {}
+    for key, field in SCHEMA.items():
+        if key not in raw:
+            if field.default is _REQUIRED:
+                raise ConfigError(f"config key '{key}' is required{_where(source)}: {field.help}")
+            cfg[key] = copy.deepcopy(field.default)
+            continue
+        value = raw[key]
+        if value is None:
+            if field.nullable:
+                cfg[key] = None
+                continue
+            raise ConfigError(f"config key '{key}'{_where(source)} cannot be null: {field.help}")
+        is_bool = isinstance(value, bool)
+        ok = isinstance(value, field.types) and (bool in field.types or not is_bool)
+        if not ok:
+            raise ConfigError(
+                f"config key '{key}'{_where(source)} must be {_type_name(field.types)}, "
+                f"got {value!r} ({type(value).__name__}): {field.help}"
+            )
+        if float in field.types and isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ConfigError(f"config key '{key}'{_where(source)} must be finite, got {value!r}")
+            value = float(value)
+        if field.choices is not None and value not in field.choices:
+            raise ConfigError(
+                f"config key '{key}'{_where(source)} is {value!r}; valid values: "
+                f"{', '.join(map(str, field.choices))}.{_closest(str(value), map(str, field.choices))}"
+            )
+        if field.check is not None:
+            problem = field.check(value)
+            if problem:
+                raise ConfigError(f"config key '{key}'{_where(source)} {problem}, got {value!r}: {field.help}")
+        cfg[key] = copy.deepcopy(value)
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def _cross_checks(cfg: dict[str, Any], source: str | None) -> None:
+    where = _where(source)
+    if cfg["method"] in ("drs", "open"):
+        if cfg["defer_epoch"] is None:
+            raise ConfigError(
+                f"method '{cfg['method']}'{where} needs 'defer_epoch', the epoch at which it switches "
+                f"to class-balanced sampling (the paper: 160 of 200)"
+            )
+    if cfg["defer_epoch"] is not None and cfg["defer_epoch"] > cfg["epochs"]:
+        raise ConfigError(
+            f"config key 'defer_epoch'{where} is {cfg['defer_epoch']}, beyond the last epoch "
+            f"(epochs = {cfg['epochs']}); it must be between 0 and {cfg['epochs']}"
+        )
+    if cfg["warmup_epochs"] > cfg["epochs"]:
+        raise ConfigError(
+            f"config key 'warmup_epochs'{where} is {cfg['warmup_epochs']}, longer than the run "
+            f"(epochs = {cfg['epochs']})"
+        )
+    if cfg["amp"] == "fp16" and cfg["device"] == "cpu":
+        raise ConfigError(f"amp 'fp16'{where} needs a CUDA device; use amp 'bf16' on the CPU")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load a YAML config (with ``base`` inheritance), apply overrides and validate it.
+
+    Args:
+        path: Config file. May be ``None`` when ``base`` gives all keys.
+        overrides: ``key=value`` strings, as given to ``--set``.
+        base: A mapping applied before the file (e.g. a resumed run's config).
+
+    Returns:
+        The resolved config: every key of :data:`SCHEMA`, validated.
+    """
+    raw: dict[str, Any] = dict(base or {})
+    source = None
+    if path is not None:
+        source = str(path)
+        raw = _merge(raw, _load_file(Path(path), ()))
+        if raw.get("name") is None:
+            p = Path(path)
+            raw["name"] = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+    raw = apply_overrides(raw, overrides)
+    return validate_config(raw, source)
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    """The resolved config as YAML, in schema order."""
+    ordered = {k: cfg[k] for k in SCHEMA if k in cfg}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)

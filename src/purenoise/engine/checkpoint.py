@@ -1,0 +1,94 @@
+"""Atomic, full-state checkpoints.
+
+A checkpoint is written to a temporary file in the target folder, flushed and fsynced, then
+renamed over the old one, so a crash or kill at any moment leaves either the previous file or
+the new one, never a torn file. The same helper writes reports and JSON files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from purenoise.errors import PureNoiseError
+
+__all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "purenoise-checkpoint-v1"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            view = memoryview(data)
+            # Chunked writes keep a kill mid-write a realistic possibility (and test of atomicity).
+            for i in range(0, len(view), 1 << 24):
+                f.write(view[i : i + (1 << 24)])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Serialize ``state`` with ``torch.save`` and write it atomically."""
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+    return atomic_write(path, buf.getbuffer())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a purenoise checkpoint, with a clear error for missing, torn or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise PureNoiseError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many types for torn or foreign files
+        raise PureNoiseError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it may be truncated or "
+            "not a purenoise checkpoint"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise PureNoiseError(
+            f"{path} is not a purenoise checkpoint (expected format {CHECKPOINT_FORMAT}); to start "
+            "from plain weights use model_options or load them into the model yourself"
+        )
+    return state

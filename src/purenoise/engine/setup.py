@@ -1,0 +1,184 @@
+"""Building a run's parts from its config: data, transforms, model; checkpoint compatibility."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from purenoise.darbn import convert_darbn
+from purenoise.errors import ConfigError, ModelError
+
+__all__ = ["RunData", "build_data", "default_transforms", "build_model", "check_branch_compatible",
+           "load_model_state", "export_state", "NOISE_METHODS"]
+
+NOISE_METHODS = ("open", "noise_aug")
+
+# Training preset of each dataset family when the config says augment: auto.
+_DEFAULT_AUGMENT = {
+    "cifar10_lt": "cifar_simclr", "cifar100_lt": "cifar_simclr", "cifar10": "cifar_simclr",
+    "cifar100": "cifar_simclr", "celeba5": "cifar_simclr", "fmnist_lt": "fmnist_basic",
+    "fmnist": "fmnist_basic", "imagenet_lt": "imagenet_train", "places_lt": "imagenet_train",
+}
+
+
+@dataclass
+class RunData:
+    """The datasets of a run: untransformed train set, test set with its transform, labels."""
+
+    train: Any
+    test: Any
+    targets: list[int]
+    class_counts: list[int]
+    info: Any
+
+
+def _dataset_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Dataset options from the config's top-level keys plus its ``dataset_options``."""
+    from purenoise.config import SCHEMA
+    from purenoise.data import dataset_options
+
+    name = cfg["dataset"]
+    valid = dataset_options(name)
+    opts = dict(cfg["dataset_options"])
+    for key, cfg_key in (("ratio", "ratio"), ("profile", "profile"), ("seed", "subset_seed"),
+                         ("skip_corrupt", "skip_corrupt")):
+        value = cfg[cfg_key]
+        if key in valid:
+            if value is not None:
+                opts.setdefault(key, value)
+        elif value != SCHEMA[cfg_key].default:
+            raise ConfigError(
+                f"dataset '{name}' has no option '{key}' (config key '{cfg_key}'); its options are: "
+                f"{', '.join(sorted(valid))}"
+            )
+    return opts
+
+
+def default_transforms(cfg: Mapping[str, Any], info: Any):
+    """The training and evaluation transforms of a run (presets resolved for ``auto``)."""
+    from purenoise.data import create_transform
+
+    augment = cfg["augment"]
+    if augment == "auto":
+        augment = _DEFAULT_AUGMENT.get(info.name)
+        if augment is None:
+            augment = "cifar_basic" if max(info.image_size) <= 64 else "imagenet_train"
+    kw = dict(image_size=info.image_size, channels=info.channels)
+    # Cutout's hole gets the dataset mean: the value the original code (Cutout after
+    # normalization, filling 0) gave it.
+    train_tf = create_transform(augment, train=True, cutout_fill=tuple(info.mean), **kw)
+    test_name = cfg["test_transform"]
+    test_tf = create_transform(augment, train=False, **kw) if test_name == "auto" else \
+        create_transform(test_name, train=False, **kw)
+    return train_tf, test_tf
+
+
+def build_data(cfg: Mapping[str, Any]) -> RunData:
+    """Create the run's dataset (long-tailed train set, test set) from the config."""
+    from purenoise.data import create_dataset, get_targets
+
+    bundle = create_dataset(cfg["dataset"], cfg["data_root"], download=cfg["download"], **_dataset_kwargs(cfg))
+    info = bundle.info
+    if any(n <= 0 for n in bundle.class_counts) and cfg["method"] in ("open", "rs", "drs"):
+        empty = [info.class_names[i] for i, n in enumerate(bundle.class_counts) if n <= 0]
+        raise ConfigError(
+            f"method '{cfg['method']}' needs training images in every class, but {', '.join(empty)} "
+            f"have none in {cfg['dataset']}; remove those classes or use method: erm"
+        )
+    _, test_tf = default_transforms(cfg, info)
+    bundle.train.transform = None  # the trainer applies the training transform per sample
+    if bundle.test is not None:
+        bundle.test.transform = test_tf
+    return RunData(bundle.train, bundle.test, list(get_targets(bundle.train)), list(bundle.class_counts), info)
+
+
+def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], warn: bool = True) -> nn.Module:
+    """Create the model and, for OPeN and noise augmentation, convert its BatchNorm layers."""
+    from purenoise.models import count_batchnorm, create_model
+
+    model = create_model(cfg["model"], info.num_classes, in_chans=info.channels, pretrained=cfg["pretrained"],
+                         **cfg["model_options"])
+    if cfg["method"] in NOISE_METHODS and cfg["bn_mode"] != "standard":
+        if count_batchnorm(model) == 0 and warn:
+            warnings.warn(
+                f"model '{cfg['model']}' has no BatchNorm2d layers, so DAR-BN has nothing to route: noise "
+                "images share every layer with natural images (as with bn_mode: standard)",
+                stacklevel=2,
+            )
+        convert_darbn(model, noise_grad=cfg["noise_grad"], bn_mode=cfg["bn_mode"])
+    return model
+
+
+# Keys that shape the training before the defer epoch: a branch must share all of them.
+_PHASE1_KEYS = ("dataset", "ratio", "profile", "subset_seed", "dataset_options", "augment", "model",
+                "model_options", "pretrained", "seed", "loss", "loss_options", "epochs", "batch_size",
+                "optimizer", "lr", "momentum", "nesterov", "weight_decay", "betas", "schedule",
+                "warmup_epochs", "milestones", "lr_decay", "grad_clip", "amp", "limit_batches", "noise",
+                "channels_last")
+# A resumed run may change only what does not alter its results.
+_FREE_ON_RESUME = ("name", "progress", "workers", "eval_every", "checkpoint_every", "tensorboard",
+                   "device", "data_root", "download", "loader", "compile", "save_samples")
+
+
+def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], path: Path, *,
+                            same_run: bool) -> None:
+    """Refuse a resume/branch whose config would not continue the same computation."""
+    if same_run:
+        keys = [k for k in cfg if k not in _FREE_ON_RESUME]
+    else:
+        keys = list(_PHASE1_KEYS)
+        if parent.get("method") == "rs" or cfg["method"] == "rs":
+            raise ConfigError(f"--init-from {path}: 'rs' samples class-balanced from epoch 0 and shares no "
+                              "first phase; branch erm/drs/open runs only")
+    diff = [k for k in keys if parent.get(k) != cfg.get(k)]
+    if diff:
+        details = "; ".join(f"{k}: {parent.get(k)!r} there, {cfg.get(k)!r} here" for k in diff)
+        what = "resume" if same_run else "branch from"
+        raise ConfigError(f"cannot {what} {path}: the configs differ in {details}")
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: Path | str) -> None:
+    """Load weights, naming the keys and shapes that differ when a checkpoint does not fit."""
+    own = model.state_dict()
+    # A plain-BN checkpoint feeding an aux-BN model: the noise branches start as copies.
+    for k in list(own):
+        if ".aux_bn." in k and k not in state:
+            state = {**state, k: state.get(k.replace(".aux_bn.", "."), own[k])}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"shapes differ (checkpoint vs model): {', '.join(shapes[:5])}")
+        if missing:
+            parts.append(f"missing in the checkpoint: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"not in the model: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        raise ModelError(f"checkpoint {source} does not fit this model ({'; '.join(parts)}); was it trained "
+                         "with another model or number of classes?")
+    model.load_state_dict(state)
+
+
+def export_state(model: nn.Module, cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int]) -> dict:
+    """What ``predict`` and ``eval`` need: plain-BN weights and how to build and feed the model."""
+    return {
+        "kind": "model",
+        "model": model.state_dict(),
+        "config": dict(cfg),
+        "model_name": cfg["model"],
+        "model_options": dict(cfg["model_options"]),
+        "num_classes": info.num_classes,
+        "in_chans": info.channels,
+        "class_names": list(info.class_names),
+        "class_counts": list(class_counts),
+        "image_size": list(info.image_size),
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }

@@ -1,0 +1,521 @@
+"""The training loop: one readable loop for every scheme, with OPeN at one place in it.
+
+    for epoch:
+        sampler for the scheme (instance until defer_epoch, class-balanced after)
+        for batch:
+            normalize -> OPeN (when active) -> forward under noise_routing -> loss -> backward -> step
+
+Everything around it (data, model, checkpoints, metrics) is set up by :class:`Trainer`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from purenoise.config import dump_config
+from purenoise.darbn import convert_darbn, noise_routing, revert_darbn
+from purenoise.engine import checkpoint as ckpt
+from purenoise.engine.batches import LoaderBatches
+from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
+from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
+from purenoise.engine.optim import create_optimizer, create_scheduler
+from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from purenoise.engine.setup import build_data, build_model, check_branch_compatible, default_transforms
+from purenoise.errors import PureNoiseError
+from purenoise.noise import PureNoise
+from purenoise.open import OPeN, NoiseAugment
+
+__all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "train"]
+
+_CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
+
+
+class TrainingInterrupted(PureNoiseError):
+    """SIGINT/SIGTERM arrived; a resumable checkpoint of the current position was written."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class TrainingDiverged(PureNoiseError):
+    """The loss became NaN or infinite; training stopped, the last good checkpoint is kept."""
+
+
+class _Stats:
+    """Per-epoch running sums, kept on the device to avoid a host sync per step."""
+
+    KEYS = ("loss_sum", "rows", "correct", "natural", "noise", "bad_step")
+
+    def __init__(self, device: torch.device, state: dict[str, float] | None = None) -> None:
+        self.t = torch.zeros(len(self.KEYS), dtype=torch.float64, device=device)
+        self.t[5] = -1
+        if state:
+            self.t.copy_(torch.tensor([state[k] for k in self.KEYS], dtype=torch.float64))
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, n_noise: int,
+               step: int) -> None:
+        rows = labels.shape[0]
+        nat = rows - n_noise
+        correct = (logits[:nat].argmax(1) == labels[:nat]).sum()
+        bad = ~torch.isfinite(loss.detach())
+        self.t[0] += loss.detach().double() * rows
+        self.t[1] += rows
+        self.t[2] += correct
+        self.t[3] += nat
+        self.t[4] += n_noise
+        self.t[5] = torch.where(bad & (self.t[5] < 0), float(step), self.t[5])
+
+    def values(self) -> dict[str, float]:
+        return dict(zip(self.KEYS, self.t.tolist()))
+
+
+class Trainer:
+    """Trains one run described by a resolved config (see :mod:`purenoise.config`).
+
+    Args:
+        cfg: Resolved config from :func:`~purenoise.config.load_config`.
+        out_dir: The run folder (config, metrics.jsonl, checkpoints, eval.json).
+        resume: ``None``, ``"auto"`` (the run folder's last checkpoint, if any) or a checkpoint
+            path: continue exactly where that run stopped.
+        init_from: A run folder or checkpoint taken at this config's ``defer_epoch``: start the
+            second phase from it instead of retraining the shared first phase.
+        detect_anomaly: Run autograd anomaly detection (slow; for debugging NaNs).
+        env: Process placement (default: from torchrun's environment, else one process).
+    """
+
+    def __init__(self, cfg: dict[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
+                 init_from: str | None = None, detect_anomaly: bool = False,
+                 env: DistEnv | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.env = env or init_distributed(cfg["device"])
+        self.device = self.env.device
+        self.detect_anomaly = detect_anomaly
+        self._stop_signal: int | None = None
+        self.is_main = self.env.is_main
+        if self.is_main:
+            self._prepare_out_dir()
+        self._setup()
+        self.start_epoch, self.start_batch, self.epoch_state = 0, 0, None
+        self.branch: dict[str, Any] | None = None
+        if resume is not None:
+            self._resume(resume)
+        elif init_from is not None:
+            self._init_from(init_from)
+        self._wrap_model()
+
+    # ----------------------------------------------------------------- set-up
+    def _prepare_out_dir(self) -> None:
+        try:
+            (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise PureNoiseError(
+                f"cannot write to the output folder {self.out} ({e.strerror}); choose another with --out"
+            ) from None
+
+    def _setup(self) -> None:
+        cfg, env = self.cfg, self.env
+        seed_everything(derive_seed(cfg["seed"], "init"))
+        self.data = build_data(cfg)
+        info = self.data.info
+        self.class_counts = list(self.data.class_counts)
+        self.num_classes = info.num_classes
+        seed_everything(derive_seed(cfg["seed"], "init"))  # model init independent of data set-up
+        self.model = build_model(cfg, info, self.class_counts, warn=self.is_main)
+        if cfg["sync_bn"] and env.distributed:
+            convert_sync_darbn(self.model)
+        self.model.to(self.device)
+        self.module = self.model  # the plain model: checkpoints, evaluation, export
+        if cfg["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        self.normalize = Normalizer(info.mean, info.std, self.device, cfg["channels_last"])
+        train_tf, _ = default_transforms(cfg, info)
+        self.batches = LoaderBatches(
+            self.data.train, train_tf, self.data.targets, batch_size=cfg["batch_size"], device=self.device,
+            seed=cfg["seed"], workers=cfg["workers"], rank=env.rank, world_size=env.world_size,
+            limit_batches=cfg["limit_batches"],
+        )
+        self.steps_per_epoch = len(self.batches)
+        self.optimizer = create_optimizer(self.model, cfg)
+        self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
+        from purenoise.losses import create_loss
+
+        self.criterion = create_loss(cfg["loss"], self.class_counts, **cfg["loss_options"]).to(self.device)
+        noise = PureNoise(info.mean, info.std, kind=cfg["noise"])
+        norm = (info.mean, info.std)
+        self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm)
+        self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm)
+        self.noise_gen = torch.Generator(self.device)
+
+    def _wrap_model(self) -> None:
+        model = self.model
+        if self.env.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                        find_unused_parameters=self.cfg["bn_mode"] == "aux")
+        if self.cfg["compile"]:
+            model = torch.compile(model)
+        self.train_model = model
+
+    # ----------------------------------------------------------------- state
+    def _state(self, epoch: int, batch: int, epoch_state: dict[str, float] | None) -> dict[str, Any]:
+        return {
+            "config": self.cfg,
+            "epoch": epoch,
+            "batch": batch,
+            "model": self.module.state_dict(),
+            "param_names": [n for n, p in self.module.named_parameters() if p.requires_grad],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "noise_generator": self.noise_gen.get_state(),
+            "epoch_state": epoch_state,
+            "class_counts": self.class_counts,
+            "branch": self.branch,
+            "world_size": self.env.world_size,
+        }
+
+    def _save(self, name: str, epoch: int, batch: int = 0, epoch_state=None) -> Path | None:
+        if not self.is_main:
+            return None
+        return ckpt.save_checkpoint(self.out / "checkpoints" / name, self._state(epoch, batch, epoch_state))
+
+    def _load_model_state(self, state: dict[str, Any], source: Path) -> None:
+        from purenoise.engine.setup import load_model_state
+
+        load_model_state(self.module, state["model"], source)
+
+    def _load_optimizer(self, state: dict[str, Any]) -> None:
+        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        saved = state["optimizer"]
+        if state.get("param_names") == names:
+            self.optimizer.load_state_dict(saved)
+            return
+        # Different parameter lists (e.g. an aux-BN branch of a plain-BN run): match by name.
+        by_name = dict(zip(state.get("param_names", []), saved["param_groups"][0]["params"]))
+        new = self.optimizer.state_dict()
+        new["state"] = {}
+        for i, n in enumerate(names):
+            old = by_name.get(n)
+            if old is not None and old in saved["state"]:
+                new["state"][i] = saved["state"][old]
+        self.optimizer.load_state_dict(new)
+
+    def _restore(self, state: dict[str, Any], source: Path) -> None:
+        self._load_model_state(state, source)
+        self._load_optimizer(state)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.noise_gen.set_state(state["noise_generator"])
+
+    def _resume(self, resume: str) -> None:
+        path = self.out / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.exists():
+            if self.is_main:
+                print(f"--resume auto: no checkpoint in {path.parent}, starting from scratch")
+            return
+        state = ckpt.load_checkpoint(path)
+        if state.get("world_size", 1) != self.env.world_size:
+            raise PureNoiseError(
+                f"checkpoint {path} was written by {state.get('world_size', 1)} process(es); resume it "
+                f"with the same number (this run has {self.env.world_size})"
+            )
+        check_branch_compatible(state["config"], self.cfg, path, same_run=True)
+        self._restore(state, path)
+        self.start_epoch, self.start_batch = state["epoch"], state["batch"]
+        self.epoch_state = state.get("epoch_state")
+        self.branch = state.get("branch")
+        if self.is_main:
+            print(f"resumed from {path}: epoch {self.start_epoch + 1}, batch {self.start_batch}")
+
+    def _init_from(self, source: str) -> None:
+        defer = self.cfg["defer_epoch"]
+        if defer is None:
+            raise PureNoiseError("--init-from needs defer_epoch in the config: the epoch to branch at")
+        path = Path(source)
+        if path.is_dir():
+            path = path / "checkpoints" / f"epoch_{defer:04d}.pt"
+            if not path.exists():
+                found = sorted(p.name for p in (Path(source) / "checkpoints").glob("epoch_*.pt"))
+                raise PureNoiseError(
+                    f"--init-from {source}: no checkpoint at the defer epoch {defer} ({path.name}); "
+                    f"found: {', '.join(found) or 'none'}. Train the parent with defer_epoch: {defer}"
+                )
+        state = ckpt.load_checkpoint(path)
+        if state["epoch"] != defer or state["batch"] != 0:
+            raise PureNoiseError(
+                f"--init-from {path}: it was taken at epoch {state['epoch']}, but this run branches "
+                f"at defer_epoch {defer}"
+            )
+        check_branch_compatible(state["config"], self.cfg, path, same_run=False)
+        self._restore(state, path)
+        self.start_epoch, self.start_batch = defer, 0
+        self.branch = {"from": str(path.resolve()), "epoch": defer, "parent": state["config"].get("name")}
+        if self.is_main:
+            self._copy_parent_metrics(path.parent.parent / "metrics.jsonl", defer)
+            print(f"branched from {path} at epoch {defer}")
+
+    def _copy_parent_metrics(self, parent: Path, upto: int) -> None:
+        if not parent.exists():
+            return
+        lines = [ln for ln in parent.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["epoch"] < upto]
+        ckpt.atomic_write_text(self.out / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, Any] | None:
+        """Train to the last epoch, evaluate on the test set, write eval.json; return its metrics."""
+        cfg = self.cfg
+        if self.is_main:
+            ckpt.atomic_write_text(self.out / "config.yaml", dump_config(cfg))
+            self._truncate_metrics(self.start_epoch)
+        handlers = self._install_signal_handlers()
+        try:
+            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                for epoch in range(self.start_epoch, cfg["epochs"]):
+                    start = self.start_batch if epoch == self.start_epoch else 0
+                    if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0 and self.branch is None:
+                        # The branch point: ERM, DRS and OPeN runs can all start from here.
+                        self._save(f"epoch_{epoch:04d}.pt", epoch)
+                    record = self._train_epoch(epoch, start)
+                    if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
+                        record.update(self._test_curve())
+                    if self.is_main:
+                        self._append_metrics(record)
+                    if (epoch + 1) % cfg["checkpoint_every"] == 0 or epoch + 1 == cfg["epochs"]:
+                        self._save("last.pt", epoch + 1)
+        finally:
+            self._restore_signal_handlers(handlers)
+        return self._finish()
+
+    def _train_epoch(self, epoch: int, start: int) -> dict[str, Any]:
+        cfg, env = self.cfg, self.env
+        from purenoise.data import noise_for_epoch, sampling_for_epoch
+
+        method = cfg["method"]
+        kind = sampling_for_epoch(method, epoch, cfg["defer_epoch"])
+        if kind == "balanced" and cfg["sampling"] == "sqrt":
+            kind = "sqrt"
+        noise_on = noise_for_epoch(method, epoch, cfg["defer_epoch"])
+        self.batches.set_epoch(epoch, kind, start)
+        if hasattr(self.criterion, "set_epoch"):
+            self.criterion.set_epoch(epoch)
+        stats = _Stats(self.device, self.epoch_state if start else None)
+        self.epoch_state = None
+        self.train_model.train()
+        bar = self._progress(epoch, start)
+        t0, rows0 = time.perf_counter(), stats.values()["rows"]
+        for b, (images, labels) in enumerate(self.batches, start=start):
+            step = epoch * self.steps_per_epoch + b
+            torch.manual_seed(derive_seed(cfg["seed"], "step", step, env.rank))  # dropout etc.
+            self.noise_gen.manual_seed(derive_seed(cfg["seed"], "noise", step, env.rank))
+            images = self.normalize(images)
+            k = 0
+            if noise_on:
+                transform = self.open_ if method == "open" else self.noise_aug
+                images, labels, k = transform(images, labels, generator=self.noise_gen)
+                if self.is_main and cfg["save_samples"] and not (self.out / "samples.pt").exists() and k:
+                    self._save_samples(images, labels, k)
+            with autocast_context(self.device, cfg["amp"]), noise_routing(self.train_model, k):
+                logits = self.train_model(images)
+            loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg["grad_clip"]:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.module.parameters(), cfg["grad_clip"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            stats.update(loss, logits.detach(), labels, k, step)
+            last = b + 1 == self.steps_per_epoch
+            if (b + 1) % _CHECK_EVERY == 0 or last:
+                self._check_finite(stats, epoch)
+                if bar is not None:
+                    v = stats.values()
+                    bar.set_postfix(loss=f"{v['loss_sum'] / max(v['rows'], 1):.4f}",
+                                    acc=f"{v['correct'] / max(v['natural'], 1):.3f}",
+                                    noise=f"{v['noise'] / max(v['rows'], 1):.2f}", refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if any_rank(self._stop_signal is not None, env) and not last:
+                self._interrupt(epoch, b + 1, stats)
+        if bar is not None:
+            bar.close()
+        self._check_finite(stats, epoch)
+        if any_rank(self._stop_signal is not None, env):
+            self._save("last.pt", epoch + 1)
+            self._interrupt(epoch + 1, 0, None)
+        return self._epoch_record(epoch, kind, stats, time.perf_counter() - t0, rows0)
+
+    def _epoch_record(self, epoch, kind, stats, seconds, rows0) -> dict[str, Any]:
+        t = stats.t.clone()
+        if self.env.distributed:
+            torch.distributed.all_reduce(t)
+        v = dict(zip(_Stats.KEYS, t.tolist()))
+        return {
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": v["loss_sum"] / max(v["rows"], 1),
+            "train_acc": v["correct"] / max(v["natural"], 1),
+            "noise_frac": v["noise"] / max(v["rows"], 1),
+            "sampling": kind,
+            "images_per_s": (v["rows"] - rows0 * self.env.world_size) / max(seconds, 1e-9),
+            "time_s": seconds,
+            "steps": self.steps_per_epoch,
+        }
+
+    def _check_finite(self, stats: _Stats, epoch: int) -> None:
+        bad = stats.values()["bad_step"]
+        if any_rank(bad >= 0, self.env):
+            step = int(bad) if bad >= 0 else epoch * self.steps_per_epoch
+            last = self.out / "checkpoints" / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite at epoch {epoch + 1}, step {step - epoch * self.steps_per_epoch + 1} "
+                f"(global step {step}); training stopped and {kept}. Usual causes: a learning rate too high "
+                f"for this batch size (lower lr or raise warmup_epochs), amp: fp16 overflow (use bf16), no "
+                f"grad_clip with a large lr, or a loss option out of range. Rerun with --detect-anomaly "
+                f"to find the operation that produced it."
+            )
+
+    # ----------------------------------------------------------------- signals
+    def _install_signal_handlers(self):
+        def handler(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C stops at once
+            self._stop_signal = signum
+
+        old = {}
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                old[s] = signal.signal(s, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old) -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    def _interrupt(self, epoch: int, batch: int, stats: _Stats | None) -> None:
+        path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
+        signum = self._stop_signal or signal.SIGTERM
+        where = f"epoch {epoch + 1}, batch {batch}" if batch else f"the start of epoch {epoch + 1}"
+        raise TrainingInterrupted(
+            f"{signal.Signals(signum).name} received: saved a resumable checkpoint at {where} "
+            f"({path or 'rank 0 writes it'}). Continue with: purenoise train --config "
+            f"{self.out / 'config.yaml'} --out {self.out} --resume auto",
+            signum,
+        )
+
+    # ----------------------------------------------------------------- outputs
+    def _progress(self, epoch: int, start: int):
+        if not (self.cfg["progress"] and self.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.steps_per_epoch, initial=start, unit="batch", dynamic_ncols=True,
+                    desc=f"{self.cfg['name'] or 'train'} epoch {epoch + 1}/{self.cfg['epochs']}",
+                    leave=False, mininterval=1.0)
+
+    def _truncate_metrics(self, upto: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["epoch"] < upto]
+        if len(kept) != len(lines):
+            ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        path = self.out / "metrics.jsonl"
+        old = path.read_text() if path.exists() else ""
+        ckpt.atomic_write_text(path, old + json.dumps(record) + "\n")
+        if self.cfg["progress"]:
+            extra = f" test {record['test_top1']:.4f}" if "test_top1" in record else ""
+            print(f"epoch {record['epoch'] + 1}/{self.cfg['epochs']} [{record['sampling']}] loss "
+                  f"{record['train_loss']:.4f} acc {record['train_acc']:.4f} noise {record['noise_frac']:.3f} "
+                  f"lr {record['lr']:.4g} {record['images_per_s']:.0f} img/s{extra}", flush=True)
+
+    def _save_samples(self, images: torch.Tensor, labels: torch.Tensor, k: int) -> None:
+        n = min(8, k, images.shape[0] - k)
+        natural = self.normalize.undo(images[:n]).cpu()
+        noise = self.normalize.undo(images[images.shape[0] - n:]).cpu()
+        buf_path = self.out / "samples.pt"
+        import io
+
+        buf = io.BytesIO()
+        torch.save({"natural": natural, "noise": noise, "natural_labels": labels[:n].cpu(),
+                    "noise_labels": labels[images.shape[0] - n:].cpu()}, buf)
+        ckpt.atomic_write(buf_path, buf.getbuffer())
+
+    def _test_curve(self) -> dict[str, float]:
+        m = self._evaluate()
+        return {} if m is None else {"test_top1": m["top1"], "test_balanced_acc": m["balanced_acc"]}
+
+    def _evaluate(self) -> dict[str, Any] | None:
+        if not self.is_main or self.data.test is None:
+            return None
+        return evaluate(self.module, self.data.test, class_counts=self.class_counts, device=self.device,
+                        normalize=self.normalize, batch_size=max(256, self.cfg["batch_size"]),
+                        workers=self.cfg["workers"], amp=self.cfg["amp"],
+                        class_names=self.data.info.class_names)
+
+    def _finish(self) -> dict[str, Any] | None:
+        metrics = self._evaluate()
+        if self.env.distributed:
+            torch.distributed.barrier()
+        if not self.is_main:
+            return None
+        info = self.data.info
+        export = revert_darbn(_copy_module(self.module))
+        from purenoise.engine.setup import export_state
+
+        ckpt.save_checkpoint(self.out / "model.pt", export_state(export, self.cfg, info, self.class_counts))
+        if metrics is None:
+            return None
+        result = {**metrics, "class_counts": self.class_counts, "class_names": info.class_names,
+                  "method": self.cfg["method"], "dataset": self.cfg["dataset"], "model": self.cfg["model"],
+                  "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch}
+        ckpt.atomic_write_json(self.out / "eval.json", _json_safe(result))
+        return result
+
+
+def _copy_module(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module).cpu()
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def train(cfg: dict[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
+    """Train and evaluate one run; see :class:`Trainer`."""
+    return Trainer(cfg, out_dir, **kwargs).fit()
