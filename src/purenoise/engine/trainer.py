@@ -370,7 +370,7 @@ class Trainer:
         if self.env.distributed:
             torch.distributed.all_reduce(t)
         v = dict(zip(_Stats.KEYS, t.tolist()))
-        return {
+        record = {
             "epoch": epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": v["loss_sum"] / max(v["rows"], 1),
@@ -381,6 +381,26 @@ class Trainer:
             "time_s": seconds,
             "steps": self.steps_per_epoch,
         }
+        if self.env.distributed:
+            record["ranks_in_sync"] = self._ranks_in_sync()
+        return record
+
+    def _ranks_in_sync(self) -> bool:
+        """Whether every process holds bit-identical weights (DDP must keep them so).
+
+        Buffers are left out: without sync_bn each process's last forward updates its own BatchNorm
+        running statistics, and DDP broadcasts rank 0's before the next forward (rank 0 saves them).
+        """
+        flat = torch.cat([p.detach().reshape(-1).double() for p in self.module.parameters()])
+        # Two checksums that a bit flip anywhere changes: a plain and a position-weighted sum.
+        weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64)
+        mine = torch.stack([flat.sum(), (flat * weights.reciprocal()).sum()])
+        gathered = [torch.empty_like(mine) for _ in range(self.env.world_size)]
+        torch.distributed.all_gather(gathered, mine)
+        ok = all(torch.equal(g, gathered[0]) for g in gathered)
+        if not ok and self.is_main:
+            warnings.warn("DDP processes hold different weights at the end of an epoch", stacklevel=2)
+        return ok
 
     def _check_finite(self, stats: _Stats, epoch: int) -> None:
         bad = stats.values()["bad_step"]
