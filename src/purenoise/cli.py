@@ -88,13 +88,13 @@ def _load_for_inference(path: str, device_pref: str):
     if state.get("kind") == "model":
         meta = state
     else:  # a training checkpoint: rebuild the metadata from its dataset
-        from purenoise.engine.setup import build_data
+        from purenoise.engine.setup import build_data, model_options
 
         data = build_data(cfg)
         meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
                 "class_names": data.info.class_names, "class_counts": data.class_counts,
                 "image_size": list(data.info.image_size), "mean": list(data.info.mean),
-                "std": list(data.info.std), "model_name": cfg["model"], "model_options": cfg["model_options"]}
+                "std": list(data.info.std), "model_name": cfg["model"], "model_options": model_options(cfg)}
     model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **meta["model_options"])
     weights = state["model"]
     if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):

@@ -97,12 +97,20 @@ def build_data(cfg: Mapping[str, Any]) -> RunData:
     return RunData(bundle.train, bundle.test, list(get_targets(bundle.train)), list(bundle.class_counts), info)
 
 
+def model_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Model options; LDAM gets the cosine classifier its margins assume (LDAM-DRW's NormedLinear)."""
+    options = dict(cfg["model_options"])
+    if cfg["loss"] == "ldam":
+        options.setdefault("use_norm", True)
+    return options
+
+
 def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], warn: bool = True) -> nn.Module:
     """Create the model and, for OPeN and noise augmentation, convert its BatchNorm layers."""
     from purenoise.models import count_batchnorm, create_model
 
     model = create_model(cfg["model"], info.num_classes, in_chans=info.channels, pretrained=cfg["pretrained"],
-                         **cfg["model_options"])
+                         **model_options(cfg))
     if cfg["method"] in NOISE_METHODS and cfg["bn_mode"] != "standard":
         if count_batchnorm(model) == 0 and warn:
             warnings.warn(
@@ -166,6 +174,14 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source
     model.load_state_dict(state)
 
 
+def loss_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Loss options; deferred re-weighting starts at the run's defer epoch unless told otherwise."""
+    options = dict(cfg["loss_options"])
+    if cfg["loss"] == "drw" and cfg["defer_epoch"] is not None:
+        options.setdefault("drw_epoch", cfg["defer_epoch"])
+    return options
+
+
 def export_state(model: nn.Module, cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int]) -> dict:
     """What ``predict`` and ``eval`` need: plain-BN weights and how to build and feed the model."""
     return {
@@ -173,7 +189,7 @@ def export_state(model: nn.Module, cfg: Mapping[str, Any], info: Any, class_coun
         "model": model.state_dict(),
         "config": dict(cfg),
         "model_name": cfg["model"],
-        "model_options": dict(cfg["model_options"]),
+        "model_options": model_options(cfg),
         "num_classes": info.num_classes,
         "in_chans": info.channels,
         "class_names": list(info.class_names),

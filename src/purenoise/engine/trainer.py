@@ -29,7 +29,13 @@ from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, 
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.optim import create_optimizer, create_scheduler
 from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
-from purenoise.engine.setup import build_data, build_model, check_branch_compatible, default_transforms
+from purenoise.engine.setup import (
+    build_data,
+    build_model,
+    check_branch_compatible,
+    default_transforms,
+    loss_options,
+)
 from purenoise.errors import PureNoiseError
 from purenoise.noise import PureNoise
 from purenoise.open import OPeN, NoiseAugment
@@ -154,7 +160,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
         from purenoise.losses import create_loss
 
-        self.criterion = create_loss(cfg["loss"], self.class_counts, **cfg["loss_options"]).to(self.device)
+        self.criterion = create_loss(cfg["loss"], self.class_counts, **loss_options(cfg)).to(self.device)
         noise = PureNoise(info.mean, info.std, kind=cfg["noise"])
         norm = (info.mean, info.std)
         self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm)

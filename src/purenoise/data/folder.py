@@ -1,0 +1,272 @@
+"""A user's own images in ImageFolder layout: ``root/train/<class>/<image>``.
+
+Held-out images come from ``root/test/`` or ``root/val/`` when present (same class folder names);
+otherwise a seeded stratified split of ``train/`` holds out ``val_fraction`` of every class. For
+imbalance studies, ``ratio`` (with ``profile``, ``n_max``, ``class_order``) subsamples the training
+part to a long-tail profile with the same rule as CIFAR-LT (label order, ``n_max`` = the smallest
+class, LDAM-DRW's seeded selection); the held-out part is never subsampled.
+
+Real folders are messy, so building the dataset reads every image header (cheap, threaded):
+- mixed modes: every image is converted to the majority mode, ``"L"`` when most images are
+  grayscale, else ``"RGB"`` (RGBA, palette and CMYK count as colour); ``mode`` forces one. The
+  number converted is reported in ``info.notes``.
+- sizes: images are resized on loading to ``image_size``, by default the most common size.
+- unreadable images: an error listing them, or with ``skip_corrupt=True`` they are skipped (every
+  image is then fully decoded once) and counted in a warning and ``info.notes``.
+- an empty class folder is an error that names it.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from purenoise.data._checks import check_bool, check_choice, check_fraction, check_int, check_ratio, check_size
+from purenoise.data.imagelist import (
+    ImageList,
+    decode_check,
+    describe_conversion,
+    majority_mode,
+    probe_images,
+    report_skipped,
+)
+from purenoise.data.longtail import PROFILES, longtail_counts, longtail_indices, ordered_counts, resolve_class_order
+from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
+from purenoise.errors import ConfigError, DataError, DataNotFoundError
+
+__all__ = ["scan_class_folders", "prepare_images", "stratified_split", "imbalance", "load_image_folder"]
+
+Sample = tuple[str, int]
+
+
+def scan_class_folders(
+    directory: str, dataset: str, class_to_idx: dict[str, int] | None = None
+) -> tuple[list[str], list[Sample]]:
+    """Classes (sorted folder names) and samples of an ImageFolder tree.
+
+    With ``class_to_idx`` (a held-out split), folder names must be among the training classes and
+    may be a subset of them.
+
+    Raises:
+        DataError: No class folders, an empty class folder, or an unknown class in a held-out split.
+    """
+    try:
+        classes, found = find_classes(directory)
+    except FileNotFoundError as e:
+        raise DataError(
+            f"{dataset}: no class folders in {directory}; expected {directory}/<class name>/<image files>"
+        ) from e
+    if class_to_idx is not None:
+        unknown = [c for c in classes if c not in class_to_idx]
+        if unknown:
+            raise DataError(
+                f"{dataset}: {directory} has class folder(s) {unknown} that are not in the training "
+                f"classes {sorted(class_to_idx)}; rename or remove them"
+            )
+        mapping = {c: class_to_idx[c] for c in classes}
+        names = sorted(class_to_idx, key=class_to_idx.__getitem__)
+    else:
+        mapping, names = found, classes
+    samples = make_dataset(directory, mapping, extensions=IMG_EXTENSIONS, allow_empty=True)
+    counts = Counter(t for _, t in samples)
+    empty = [c for c in classes if counts[mapping[c]] == 0]
+    if empty:
+        raise DataError(
+            f"{dataset}: class folder(s) {', '.join(os.path.join(directory, c) for c in empty)} hold "
+            f"no image files (extensions {', '.join(IMG_EXTENSIONS)}); add images or remove the folder"
+        )
+    return list(names), [(str(p), int(t)) for p, t in samples]
+
+
+def prepare_images(
+    dataset: str,
+    splits: dict[str, list[Sample]],
+    *,
+    mode: str | None,
+    image_size: tuple[int, int] | None,
+    skip_corrupt: bool,
+    notes: list[str],
+) -> tuple[dict[str, list[Sample]], str, tuple[int, int]]:
+    """Check every image header; pick the mode and size; drop (or report) unreadable images."""
+    everything = [(name, s) for name, samples in splits.items() for s in samples]
+    headers = probe_images([p for _, (p, _) in everything])
+    bad = [(p, h) for (_, (p, _)), h in zip(everything, headers) if isinstance(h, str)]
+    if bad and not skip_corrupt:
+        shown = "\n".join(f"{p}: {r}" for p, r in bad[:10])
+        more = f"\n... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(
+            f"{dataset}: {len(bad)} image file(s) cannot be read:\n{shown}{more}\n"
+            f"Fix or remove them, or pass skip_corrupt=True to skip them."
+        )
+    keep = [not isinstance(h, str) for h in headers]
+    skipped = [(p, r) for p, r in bad]
+    if skip_corrupt:
+        # A readable header does not mean readable pixels (truncated files): decode everything once.
+        reasons = decode_check([p for (_, (p, _)), k in zip(everything, keep) if k])
+        it = iter(reasons)
+        for i, k in enumerate(keep):
+            if k:
+                r = next(it)
+                if r is not None:
+                    keep[i] = False
+                    skipped.append((everything[i][1][0], r))
+        report_skipped(dataset, skipped, notes, len(everything))
+    out: dict[str, list[Sample]] = {name: [] for name in splits}
+    modes, sizes = [], []
+    for (name, sample), header, k in zip(everything, headers, keep):
+        if k:
+            out[name].append(sample)
+            modes.append(header[0])  # type: ignore[index]
+            sizes.append(header[1])  # type: ignore[index]
+    if not modes:
+        raise DataError(f"{dataset}: no readable image is left")
+    majority, mode_counts = majority_mode(modes)
+    target = mode or majority
+    note = describe_conversion(dataset, target, mode_counts)
+    if note:
+        notes.append(note)
+    if image_size is None:
+        (w, h), _ = Counter(sizes).most_common(1)[0]
+        image_size = (h, w)
+        differing = sum(1 for s in sizes if s != (w, h))
+        if differing:
+            notes.append(
+                f"{dataset}: {differing} image(s) differ from the most common size {h}x{w} and are "
+                f"resized to it on loading (set image_size to choose another size)"
+            )
+    return out, target, image_size
+
+
+def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``(train, held_out)``: ``round(n * fraction)`` of each class held out, at least one
+    when the class has two or more images, never the class's last image."""
+    rng = np.random.default_rng(seed)
+    t = np.asarray(labels)
+    train, held = [], []
+    for c in np.unique(t):
+        idx = np.flatnonzero(t == c)
+        rng.shuffle(idx)
+        k = int(round(idx.size * fraction))
+        k = min(max(k, 1 if idx.size >= 2 else 0), idx.size - 1)
+        held += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return sorted(train), sorted(held)
+
+
+def imbalance(
+    dataset: str, labels: list[int], class_names: list[str], *, ratio: float, profile: str, seed: int,
+    n_max: int | None, class_order: Any, notes: list[str], clip: bool = False,
+) -> tuple[np.ndarray, list[int], dict[str, Any]]:
+    """Long-tailed subset of a labelled set with LDAM-DRW's selection rule.
+
+    The head of the profile is ``class_order[0]``. Without ``clip`` (synthetic imbalance of a
+    roughly balanced set) the default order is the label order, as for CIFAR-LT, and ``n_max``
+    defaults to the smallest class size, so the profile is exact. With ``clip`` (a set that is
+    imbalanced already, like CelebA-5) the default order is by how many images a class has (most
+    first, ties by label), ``n_max`` defaults to the largest class, and counts beyond what a class
+    has are clipped (and noted).
+    """
+    available = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    if class_order is None and clip:
+        order = sorted(range(len(class_names)), key=lambda c: (-available[c], c))
+    elif class_order is None:
+        order = list(range(len(class_names)))
+    else:
+        order = resolve_class_order(class_order, class_names, seed=seed)
+    if n_max is None:
+        n_max = int(available[order[0]]) if clip else int(available.min())
+    counts = ordered_counts(longtail_counts(n_max, len(class_names), ratio, profile), order)
+    over = [(class_names[c], counts[c], int(available[c])) for c in range(len(class_names)) if counts[c] > available[c]]
+    if over and not clip:
+        raise ConfigError(
+            f"{dataset}: the profile (n_max={n_max}, ratio={ratio:g}) asks for more images than some "
+            f"classes have (class, wanted, available): {over}; lower n_max"
+        )
+    if over:
+        counts = [min(n, int(a)) for n, a in zip(counts, available)]
+        notes.append(f"{dataset}: profile clipped to the images available for (class, wanted, available) {over}")
+    indices = longtail_indices(labels, counts, seed=seed)
+    resolved = {"n_max": n_max, "class_order": [int(c) for c in order]}
+    return indices, counts, resolved
+
+
+def load_image_folder(root: str, dataset: str, *, held_out: str) -> tuple[list[str], dict[str, list[Sample]], str]:
+    """Scan ``root/train`` and the held-out folder (``"auto"``: test/, else val/, else none)."""
+    train_dir = os.path.join(root, "train")
+    if not os.path.isdir(train_dir):
+        raise DataNotFoundError(
+            f"{dataset}: {train_dir} not found; expected {root}/train/<class>/<images> and optionally "
+            f"{root}/test/<class>/... or {root}/val/<class>/..."
+        )
+    classes, train = scan_class_folders(train_dir, dataset)
+    if held_out == "auto":
+        held_out = next((d for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), "split")
+    splits = {"train": train}
+    if held_out != "split":
+        held_dir = os.path.join(root, held_out)
+        if not os.path.isdir(held_dir):
+            raise DataNotFoundError(f"{dataset}: test_split={held_out!r} but {held_dir} does not exist")
+        _, splits["test"] = scan_class_folders(held_dir, dataset, {c: i for i, c in enumerate(classes)})
+    return classes, splits, held_out
+
+
+@register_dataset("folder")
+def folder(root: str | None, *, download: bool = False, test_split: str = "auto", val_fraction: float = 0.2,
+           seed: int = 0, ratio: float | None = None, profile: str = "exp", n_max: int | None = None,
+           class_order: Any = None, image_size: Any = None, mode: str | None = None,
+           skip_corrupt: bool = False) -> DatasetBundle:
+    """Your own ImageFolder tree (train/ and optionally test/ or val/), optionally made long-tailed."""
+    name = "folder"
+    if root is None:
+        raise ConfigError("folder: pass root=<folder holding train/ (and optionally test/ or val/)>")
+    test_split = check_choice(name, "test_split", test_split, ("auto", "test", "val", "split"))
+    val_fraction = check_fraction(name, "val_fraction", val_fraction)
+    seed = check_int(name, "seed", seed)
+    ratio = check_ratio(name, ratio, allow_none=True)
+    profile = check_choice(name, "profile", profile, PROFILES)
+    n_max = check_int(name, "n_max", n_max, minimum=1, allow_none=True)
+    size = check_size(name, "image_size", image_size, allow_none=True)
+    mode = check_choice(name, "mode", mode, (None, "RGB", "L"))
+    skip_corrupt = check_bool(name, "skip_corrupt", skip_corrupt)
+    notes: list[str] = []
+    classes, splits, held = load_image_folder(root, name, held_out=test_split)
+    splits, mode, size = prepare_images(
+        name, splits, mode=mode, image_size=size, skip_corrupt=skip_corrupt, notes=notes
+    )
+    train = splits["train"]
+    if held == "split":
+        train_idx, test_idx = stratified_split([t for _, t in train], val_fraction, seed)
+        test = [train[i] for i in test_idx]
+        train = [train[i] for i in train_idx]
+    else:
+        test = splits["test"]
+    labels = [t for _, t in train]
+    options: dict[str, Any] = {"test_split": held, "val_fraction": val_fraction, "seed": seed, "ratio": ratio,
+                               "profile": profile, "n_max": n_max, "class_order": class_order,
+                               "image_size": list(size), "mode": mode, "skip_corrupt": skip_corrupt}
+    if ratio is not None:
+        indices, counts, resolved = imbalance(name, labels, classes, ratio=ratio, profile=profile, seed=seed,
+                                              n_max=n_max, class_order=class_order, notes=notes)
+        train = [train[i] for i in indices]
+        options.update(resolved)
+    else:
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes)).tolist()
+    missing = [classes[c] for c, n in enumerate(counts) if n == 0]
+    if missing:
+        raise DataError(f"folder: class(es) {missing} have no training image left after the held-out split")
+    train_ds = ImageList(root, train, classes, mode=mode, image_size=size)
+    test_ds = ImageList(root, test, classes, mode=mode, image_size=size) if test else None
+    info = DatasetInfo(
+        name=name,
+        num_classes=len(classes),
+        class_names=classes,
+        image_size=size,
+        channels=1 if mode == "L" else 3,
+        options=options,
+        root=os.path.abspath(root),
+        notes=notes,
+    )
+    return DatasetBundle(train_ds, test_ds, counts, info)

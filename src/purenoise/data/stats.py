@@ -1,0 +1,208 @@
+"""Per-channel pixel statistics of the long-tailed training set, cached on disk.
+
+The mean and std serve twice: input normalization, and the Gaussian pure-noise generator (SPEC
+section 1.3), so they must be those of the long-tailed training set the model trains on. They are
+computed once with :func:`purenoise.channel_stats` and stored as a small JSON file keyed by the
+dataset name, its resolved options, its root, its size and its class counts (so a changed
+subset never reuses stale numbers).
+
+Where: ``<data root>/.purenoise_cache/stats/`` when that folder can be written (system folders
+such as Debian's ``/usr/share/datasets`` never are), else
+``$PURENOISE_CACHE_DIR`` or ``$XDG_CACHE_HOME/purenoise`` (``~/.cache/purenoise``) under
+``stats/``. Writes are atomic (temporary file + ``os.replace``), so concurrent processes (DDP
+ranks) never read a half-written file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from torchvision.datasets import CIFAR10, MNIST, DatasetFolder
+
+from purenoise.data.registry import DatasetBundle
+from purenoise.data.tensors import as_uint8_tensor
+from purenoise.errors import ConfigError
+from purenoise.noise import channel_stats
+
+__all__ = ["resolve_stats", "cached_channel_stats", "compute_channel_stats", "stats_cache_dirs", "user_cache_dir"]
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+_VERSION = 1
+# Options that do not change which pixels are in the training set.
+_NOT_IN_KEY = {"mean", "std", "stats", "verify"}
+
+
+def user_cache_dir() -> Path:
+    """``$PURENOISE_CACHE_DIR``, else ``$XDG_CACHE_HOME/purenoise``, else ``~/.cache/purenoise``."""
+    if os.environ.get("PURENOISE_CACHE_DIR"):
+        return Path(os.environ["PURENOISE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "purenoise"
+
+
+# Folders that belong to the system's package manager: never written, even by root.
+_SYSTEM_PREFIXES = ("/usr/", "/opt/", "/etc/", "/lib/", "/bin/", "/sbin/")
+
+
+def stats_cache_dirs(data_root: str | None) -> list[Path]:
+    """Candidate cache folders, preferred first: next to the data, then the user cache."""
+    dirs = []
+    if data_root and not (os.path.realpath(data_root) + "/").startswith(_SYSTEM_PREFIXES):
+        dirs.append(Path(data_root) / ".purenoise_cache" / "stats")
+    dirs.append(user_cache_dir() / "stats")
+    return dirs
+
+
+def _key(bundle: DatasetBundle, max_images: int | None) -> tuple[str, dict[str, Any]]:
+    info = bundle.info
+    material = {
+        "version": _VERSION,
+        "name": info.name,
+        "options": {k: v for k, v in sorted(info.options.items()) if k not in _NOT_IN_KEY},
+        "root": info.root,
+        "num_images": len(bundle.train),
+        "class_counts": [int(c) for c in bundle.class_counts],
+        "max_images": max_images,
+    }
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20], material
+
+
+def _read(path: Path, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            entry = json.load(f)
+        mean, std = tuple(float(v) for v in entry["mean"]), tuple(float(v) for v in entry["std"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(mean) != channels or len(std) != channels:
+        return None
+    return mean, std
+
+
+def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; others sharing the data may read it
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _batches(dataset: Dataset, indices: list[int] | None, batch: int = 256) -> Iterator[torch.Tensor]:
+    """uint8 NCHW batches of the dataset (decoded a batch at a time for image-file sets)."""
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
+    if isinstance(inner, (CIFAR10, MNIST)):
+        images, _ = as_uint8_tensor(dataset)
+        if indices is not None:
+            images = images[torch.as_tensor(indices)]
+        yield images
+        return
+    if isinstance(dataset, DatasetFolder) and hasattr(dataset, "subset"):
+        order = indices if indices is not None else list(range(len(dataset)))
+        for start in range(0, len(order), batch):
+            images, _ = as_uint8_tensor(dataset.subset(order[start:start + batch]))  # type: ignore[attr-defined]
+            yield images
+        return
+    order = indices if indices is not None else range(len(dataset))
+    for i in order:  # any other dataset: its items, untransformed as the builders return them
+        yield dataset[i]
+
+
+def compute_channel_stats(dataset: Dataset, max_images: int | None = None, seed: int = 0) -> Stats:
+    """Per-channel mean/std of a dataset's pixels in ``[0, 1]``, optionally on a seeded random subset."""
+    indices = None
+    if max_images is not None and max_images < len(dataset):
+        rng = np.random.default_rng(seed)
+        indices = sorted(rng.choice(len(dataset), size=max_images, replace=False).tolist())
+    return channel_stats(_batches(dataset, indices))
+
+
+def cached_channel_stats(bundle: DatasetBundle, max_images: int | None = None) -> Stats:
+    """Statistics of ``bundle.train`` from the cache, computing and storing them on a miss."""
+    key, material = _key(bundle, max_images)
+    filename = f"{bundle.info.name}-{key}.json"
+    dirs = stats_cache_dirs(bundle.info.root)
+    for d in dirs:
+        hit = _read(d / filename, bundle.info.channels)
+        if hit is not None:
+            return hit
+    mean, std = compute_channel_stats(bundle.train, max_images)
+    payload = {**material, "mean": list(mean), "std": list(std)}
+    errors = []
+    for d in dirs:
+        if d.exists() and not os.access(d, os.W_OK):
+            errors.append(f"{d}: not writable")
+            continue
+        try:
+            _write_atomic(d / filename, payload)
+            break
+        except OSError as e:
+            errors.append(f"{d}: {e}")
+    else:
+        warnings.warn(
+            f"could not cache the statistics of {bundle.info.name} ({'; '.join(errors)}); they will be "
+            f"computed again next time. Set PURENOISE_CACHE_DIR to a writable folder.",
+            stacklevel=3,
+        )
+    return mean, std
+
+
+def _as_stat(key: str, value: Any, channels: int, dataset: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{dataset}: option {key} must be a list of {channels} numbers, got {value!r}") from None
+    if len(values) == 1 and channels > 1:
+        values = values * channels
+    if len(values) != channels or not all(np.isfinite(values)):
+        raise ConfigError(
+            f"{dataset}: option {key} must have {channels} finite value(s) (one per channel), got {value!r}"
+        )
+    if key == "std" and min(values) <= 0:
+        raise ConfigError(f"{dataset}: option std must be positive, got {value!r}")
+    return values
+
+
+def resolve_stats(
+    bundle: DatasetBundle, common: dict[str, Any]
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Statistics for a new bundle: explicit options, else the cache, else computed.
+
+    ``(None, None)`` with ``stats=False``.
+    """
+    info = bundle.info
+    mean, std = common.get("mean"), common.get("std")
+    if (mean is None) != (std is None):
+        raise ConfigError(f"{info.name}: give both mean and std, or neither (to compute them)")
+    if mean is not None:
+        return _as_stat("mean", mean, info.channels, info.name), _as_stat("std", std, info.channels, info.name)
+    if not isinstance(common.get("stats", True), bool):
+        raise ConfigError(f"{info.name}: option stats must be true or false, got {common['stats']!r}")
+    if not common.get("stats", True):
+        return None, None
+    max_images = common.get("stats_max_images")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ConfigError(
+            f"{info.name}: option stats_max_images must be a positive integer or null, got {max_images!r}"
+        )
+    return cached_channel_stats(bundle, max_images)
