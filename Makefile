@@ -32,6 +32,10 @@ fmnist-data:
 test: venv fmnist-data
 	$(PY) -m pytest -q
 
+# The main job: ERM, DRS and OPeN on Fashion-MNIST-LT, one comparison table and a report.
+demo: venv fmnist-data
+	$(PY) benchmarks/fmnist_lt/demo.py
+
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
 

@@ -30,13 +30,14 @@ from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.optim import create_optimizer, create_scheduler
 from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from purenoise.engine.setup import (
+    augment_name,
     build_data,
     build_model,
     check_branch_compatible,
     default_transforms,
     loss_options,
 )
-from purenoise.errors import PureNoiseError
+from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.noise import PureNoise
 from purenoise.open import OPeN, NoiseAugment
 
@@ -131,6 +132,11 @@ class Trainer:
             raise PureNoiseError(
                 f"cannot write to the output folder {self.out} ({e.strerror}); choose another with --out"
             ) from None
+        # A process killed in the middle of an atomic write leaves its temporary file behind
+        # (the file it was replacing is intact); clear them so the run folder holds whole files.
+        for folder in (self.out, self.out / "checkpoints"):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def _setup(self) -> None:
         cfg, env = self.cfg, self.env
@@ -149,11 +155,24 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.normalize = Normalizer(info.mean, info.std, self.device, cfg["channels_last"])
         train_tf, _ = default_transforms(cfg, info)
-        self.batches = LoaderBatches(
-            self.data.train, train_tf, self.data.targets, batch_size=cfg["batch_size"], device=self.device,
-            seed=cfg["seed"], workers=cfg["workers"], rank=env.rank, world_size=env.world_size,
-            limit_batches=cfg["limit_batches"],
-        )
+        try:
+            if cfg["loader"] == "device":  # train set, draws and augmentation all on the device
+                from purenoise.engine.device_batches import device_batches_from_config
+
+                self.batches = device_batches_from_config(
+                    cfg, self.data, augment_name(cfg, info), device=self.device, rank=env.rank,
+                    world_size=env.world_size,
+                )
+            else:
+                self.batches = LoaderBatches(
+                    self.data.train, train_tf, self.data.targets, batch_size=cfg["batch_size"],
+                    device=self.device, seed=cfg["seed"], workers=cfg["workers"], rank=env.rank,
+                    world_size=env.world_size, limit_batches=cfg["limit_batches"],
+                )
+        except ConfigError:
+            raise
+        except ValueError as e:  # e.g. fewer images than one batch: a config value at fault
+            raise ConfigError(f"config key 'batch_size' is {cfg['batch_size']}: {e}") from None
         self.steps_per_epoch = len(self.batches)
         self.optimizer = create_optimizer(self.model, cfg)
         self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
@@ -163,7 +182,8 @@ class Trainer:
         self.criterion = create_loss(cfg["loss"], self.class_counts, **loss_options(cfg)).to(self.device)
         noise = PureNoise(info.mean, info.std, kind=cfg["noise"])
         norm = (info.mean, info.std)
-        self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm)
+        self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm) \
+            if cfg["method"] == "open" else None
         self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm)
         self.noise_gen = torch.Generator(self.device)
 
@@ -200,7 +220,13 @@ class Trainer:
     def _save(self, name: str, epoch: int, batch: int = 0, epoch_state=None) -> Path | None:
         if not self.is_main:
             return None
-        return ckpt.save_checkpoint(self.out / "checkpoints" / name, self._state(epoch, batch, epoch_state))
+        try:
+            return ckpt.save_checkpoint(self.out / "checkpoints" / name, self._state(epoch, batch, epoch_state))
+        except OutputError as e:
+            error = OutputError(f"{e}. Training stopped; once it can be written, continue with: purenoise "
+                                f"train --config {self.out / 'config.yaml'} --out {self.out} --resume auto")
+            error.errno = e.errno
+            raise error from None
 
     def _load_model_state(self, state: dict[str, Any], source: Path) -> None:
         from purenoise.engine.setup import load_model_state
@@ -330,7 +356,7 @@ class Trainer:
         t0, rows0 = time.perf_counter(), stats.values()["rows"]
         for b, (images, labels) in enumerate(self.batches, start=start):
             step = epoch * self.steps_per_epoch + b
-            torch.manual_seed(derive_seed(cfg["seed"], "step", step, env.rank))  # dropout etc.
+            self._seed_step(derive_seed(cfg["seed"], "step", step, env.rank))  # dropout etc.
             self.noise_gen.manual_seed(derive_seed(cfg["seed"], "noise", step, env.rank))
             images = self.normalize(images)
             k = 0
@@ -343,7 +369,16 @@ class Trainer:
                 logits = self.train_model(images)
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            try:
+                self.scaler.scale(loss).backward()
+            except RuntimeError as e:
+                if not self.detect_anomaly:
+                    raise
+                raise TrainingDiverged(
+                    f"autograd anomaly detection stopped training at epoch {epoch + 1}, step {b + 1} "
+                    f"(global step {step}): {e} The forward operation that produced it is in the "
+                    f"warning printed above."
+                ) from None
             if cfg["grad_clip"]:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.module.parameters(), cfg["grad_clip"])
@@ -370,6 +405,13 @@ class Trainer:
             self._save("last.pt", epoch + 1)
             self._interrupt(epoch + 1, 0, None)
         return self._epoch_record(epoch, kind, stats, time.perf_counter() - t0, rows0)
+
+    def _seed_step(self, seed: int) -> None:
+        # Only the generators this process draws from: torch.manual_seed would also reach every
+        # CUDA device, which costs far more than a training step of a small model on the CPU.
+        torch.random.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
 
     def _epoch_record(self, epoch, kind, stats, seconds, rows0) -> dict[str, Any]:
         t = stats.t.clone()
@@ -521,7 +563,8 @@ class Trainer:
             return None
         result = {**metrics, "class_counts": self.class_counts, "class_names": info.class_names,
                   "method": self.cfg["method"], "dataset": self.cfg["dataset"], "model": self.cfg["model"],
-                  "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch}
+                  "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch,
+                  "data_notes": list(info.notes)}
         ckpt.atomic_write_json(self.out / "eval.json", _json_safe(result))
         return result
 
