@@ -18,18 +18,83 @@ __all__ = ["main", "build_parser"]
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_PEER_FAILED = 1
+
+# Messages of the errors a process gets in its next collective when another process died.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 
 
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _fail(message: str, code: int = EXIT_USER_ERROR) -> int:
-    # Under torchrun every rank meets the same bad input; one message is enough.
-    if _rank() == 0 or code != EXIT_USER_ERROR:
-        prefix = f"[rank {_rank()}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _first_to_report() -> bool:
+    """Whether this process should print its error: under torchrun, only the first one to fail.
+
+    Every rank meets the same bad config or data during set-up, and when one rank fails during
+    training the others fail in their next collective; the first failure is the root cause and
+    one message is enough. torchrun gives each launch attempt its own folder (the parent of the
+    workers' ``TORCHELASTIC_ERROR_FILE`` folders): the first rank to create a marker file there
+    reports. Outside torchrun every rank reports (duplicates are better than silence). The error
+    is printed rather than recorded with torchrun's ``@record``, whose summary would repeat it.
+    """
+    marker = _report_marker()
+    if marker is None:
+        return True
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    os.write(fd, str(_rank()).encode())
+    os.close(fd)
+    return True
+
+
+def _report_marker() -> Path | None:
+    """The file whose creation claims the report under torchrun (None outside torchrun)."""
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if _world_size() <= 1 or not error_file:
+        return None
+    return Path(error_file).parent.parent / "purenoise-error-reported"
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR, *, collective: bool = False) -> int:
+    """Print ``message`` once per run and return ``code``.
+
+    Args:
+        collective: Every rank raised this error together (they agreed on it through an
+            all-reduce), so rank 0, which is alive and wrote any checkpoint, reports it.
+    """
+    if (_rank() == 0) if collective else _first_to_report():
+        prefix = f"[rank {_rank()}] " if _world_size() > 1 else ""
         print(f"purenoise: error: {prefix}{message}", file=sys.stderr, flush=True)
     return code
+
+
+def _peer_failed(error: BaseException) -> bool:
+    """Whether ``error`` follows another process's failure (under torchrun).
+
+    Either another rank has already reported its error, or ``error`` is what a collective raises
+    when the process at the other end has died.
+    """
+    if _world_size() <= 1:
+        return False
+    marker = _report_marker()
+    if marker is not None and marker.exists():
+        return True
+    if not isinstance(error, RuntimeError):
+        return False
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistNetworkError", ())):
+        return True
+    return any(s in str(error) for s in _PEER_GONE)
 
 
 def _default_out(cfg: dict[str, Any]) -> Path:
@@ -61,6 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = trainer.fit()
     if metrics is not None and trainer.is_main:
         print(_summary(metrics, out))
+        # Skipped unreadable files and converted images, said at set-up, bear repeating at the end.
+        for note in trainer.data.info.notes:
+            print(f"note: {note}")
     return 0
 
 
@@ -261,14 +329,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except TrainingInterrupted as e:
-        _fail(str(e), 0)
+        _fail(str(e), 0, collective=True)
         return 128 + int(e.signum)
     except TrainingDiverged as e:
-        return _fail(str(e), EXIT_DIVERGED)
+        return _fail(str(e), EXIT_DIVERGED, collective=True)
     except PureNoiseError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as e:
+        if not _peer_failed(e):
+            raise
+        # Another process failed first and said why; this one only lost contact with it.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return _fail(f"lost contact with another process ({first_line}); it failed first: see its "
+                     f"error above or torchrun's summary", EXIT_PEER_FAILED)
     finally:
         from purenoise.engine.distributed import cleanup
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,12 @@ def _sorted_nonneg(v):
     return None
 
 
+def _betas(v):
+    if not all(0 <= x < 1 for x in v):
+        return "must be two numbers in [0, 1)"
+    return None
+
+
 INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (float, int), (str,), (bool,), (list,), (dict,)
 
 SCHEMA: dict[str, Field] = {
@@ -113,7 +120,7 @@ SCHEMA: dict[str, Field] = {
     "momentum": Field(FLOAT, 0.9, "SGD momentum", check=_range(0, 1, hi_open=True)),
     "nesterov": Field(BOOL, False, "Nesterov momentum for SGD"),
     "weight_decay": Field(FLOAT, 2e-4, "weight decay", check=_range(0)),
-    "betas": Field(LIST, [0.9, 0.999], "Adam betas", check=_list_of(float, 2)),
+    "betas": Field(LIST, [0.9, 0.999], "Adam betas", check=_list_of(float, 2, check=_betas)),
     "schedule": Field(STR, "step", "learning-rate schedule after warm-up", choices=("step", "cosine", "constant")),
     "warmup_epochs": Field(FLOAT, 5, "linear warm-up length in epochs", check=_range(0)),
     "milestones": Field(LIST, [160, 180], "epochs at which the step schedule multiplies lr by lr_decay", check=_list_of(int, check=_sorted_nonneg)),
@@ -134,6 +141,25 @@ SCHEMA: dict[str, Field] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as a number as YAML 1.2 does.
+
+    YAML 1.1 (PyYAML) needs a dot in a float's mantissa, so ``lr: 1e-4`` or ``--set lr=1e-4``
+    would be the string '1e-4' and fail type checking for no reason a user can see.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _where(source: str | None) -> str:
     return f" in {source}" if source else ""
 
@@ -150,14 +176,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({e}); is it really a YAML config?") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"YAML syntax error in {path}{line}: {e.problem or e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"YAML error in {path}: {e}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
+        # PyYAML's constructors raise these for values that look typed but are not valid, e.g.
+        # the date 2020-02-30 or "!!int x"; they carry no line number.
+        raise ConfigError(
+            f"a value in {path} cannot be read as YAML ({type(e).__name__}: {e}); quote it if it is "
+            f"meant as text, e.g. name: '2020-02-30'"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -179,7 +214,11 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_file(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        where = f" (base of {stack[-1]})" if stack else ""
+        raise ConfigError(f"config path {str(path)!r}{where} is not a usable file name: {e}") from None
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
         raise ConfigError(f"config inheritance loops: {chain}")
@@ -206,8 +245,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = _load_yaml(raw) if raw.strip() else ""
+    except Exception:  # not YAML (or a date like 2020-02-30 that YAML cannot build): plain text
         value = raw
     return key, value
 
@@ -249,7 +288,7 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[s
     if unknown:
         k = unknown[0]
         raise ConfigError(
-            f"unknown config key '{k}'{_where(source)}.{_closest(k, SCHEMA)} "
+            f"unknown config key '{k}'{_where(source)}.{_closest(str(k), SCHEMA)} "
             f"Valid keys: {', '.join(sorted(SCHEMA))}"
         )
     cfg: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -120,6 +121,19 @@ class _DARBatchNormFn(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
+def _noise_rows(n: int) -> torch.Tensor:
+    """A tensor of ``n`` rows whose length carries the noise count into ``torch.compile`` graphs.
+
+    Marked dynamic from 2 rows on, so the first compiled OPeN batch already gets a graph for
+    every count (0 and 1 are always specialized by dynamo: at most two more graphs). Eager
+    code never reads it; nor is dynamo imported for it (1-2 s) unless compiling is under way.
+    """
+    rows = torch.empty(n, dtype=torch.uint8)
+    if n >= 2 and "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].maybe_mark_dynamic(rows, 0)
+    return rows
+
+
 class _RoutedBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d that treats the last ``n_noise`` rows of a training batch as noise.
 
@@ -132,8 +146,29 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
     # Submodules applied after normalization by the base class's own forward (timm's
     # BatchNormAct2d applies drop and act), repeated on the routed path.
     _post_ops: tuple[str, ...] = ()
-    n_noise: int = 0
     noise_grad: str = "classifier"
+
+    @property
+    def n_noise(self) -> int:
+        """Number of noise rows at the end of the current training batch (0: none).
+
+        Under ``torch.compile`` this is the length of a small tensor set alongside the int
+        (:func:`_noise_rows`), so dynamo sees a symbolic size instead of a Python int: an int
+        attribute of a module is specialized, one graph per value, and the noise count of OPeN
+        changes every batch.
+        """
+        if torch.compiler.is_compiling():
+            rows = self.__dict__.get("_noise_rows")
+            return 0 if rows is None else rows.shape[0]
+        return self.__dict__.get("_n_noise", 0)
+
+    @n_noise.setter
+    def n_noise(self, value: int) -> None:
+        self._set_noise(int(value), _noise_rows(int(value)))
+
+    def _set_noise(self, n: int, rows: torch.Tensor) -> None:
+        self.__dict__["_n_noise"] = n
+        self.__dict__["_noise_rows"] = rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.n_noise
@@ -396,7 +431,7 @@ def revert_darbn(model: nn.Module) -> nn.Module:
         if isinstance(m, _RoutedBatchNorm):
             base = m._base_cls
             m._modules.pop("aux_bn", None)
-            for attr in ("n_noise", "noise_grad"):
+            for attr in ("n_noise", "noise_grad", "_n_noise", "_noise_rows"):
                 m.__dict__.pop(attr, None)
             m.__class__ = base
     return model
@@ -422,11 +457,12 @@ def noise_routing(model: nn.Module, n_noise: int) -> Iterator[nn.Module]:
     if n < 0:
         raise ValueError(f"n_noise must be >= 0, got {n}")
     layers = routed_layers(model)
-    previous = [m.n_noise for m in layers]
+    previous = [(m.n_noise, m.__dict__.get("_noise_rows")) for m in layers]
+    rows = _noise_rows(n)  # one tensor for all layers: one symbolic size in a compiled graph
     for m in layers:
-        m.n_noise = n
+        m._set_noise(n, rows)
     try:
         yield model
     finally:
-        for m, p in zip(layers, previous):
-            m.n_noise = p
+        for m, (p, p_rows) in zip(layers, previous):
+            m._set_noise(p, p_rows if p_rows is not None else _noise_rows(p))

@@ -89,6 +89,15 @@ class PureNoise:
         self.mean = mean_t
         self.std = std_t
 
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(std, mean)`` as ``[1, C, 1, 1]`` on ``device``, copied there once: a host-to-device
+        copy in every call would synchronize the GPU stream each training step."""
+        cache = self.__dict__.setdefault("_device_stats", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = (self.std.to(device).view(1, -1, 1, 1), self.mean.to(device).view(1, -1, 1, 1))
+        return cache[key]
+
     @property
     def channels(self) -> int:
         """Number of colour channels of the images this generator makes."""
@@ -130,7 +139,8 @@ class PureNoise:
             out = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
         else:
             out = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
-            out.mul_(self.std.to(device).view(1, -1, 1, 1)).add_(self.mean.to(device).view(1, -1, 1, 1))
+            std, mean = self._on(device)
+            out.mul_(std).add_(mean)
             if self.clip:
                 out.clamp_(0.0, 1.0)
         return out.to(dtype)

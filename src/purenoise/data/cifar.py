@@ -91,7 +91,8 @@ def _check_files(kind: str, root: str, *, download: bool, verify: bool) -> None:
     if missing:
         raise DataNotFoundError(
             f"{title} not found: expected the files {', '.join(missing)} in {folder}. Get them with "
-            f"create_dataset(..., root={root!r}, download=True) (torchvision downloads {tv_cls.url} "
+            f"create_dataset(..., root={root!r}, download=True) or download: true in a training config "
+            f"(torchvision downloads {tv_cls.url} "
             f"and extracts it there), or download that archive yourself and extract it into {root}."
         )
     if verify:

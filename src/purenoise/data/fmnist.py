@@ -139,7 +139,8 @@ def load_fmnist(root: str | None = None, *, train: bool = True, download: bool =
             f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz) in one of "
             f"{', '.join(where)}. Get them with one of: `apt-get install dataset-fashion-mnist` "
             f"(Debian/Ubuntu, installs them in {DEBIAN_FMNIST_DIR}, used when root is not given); "
-            f"create_dataset(..., download=True) (torchvision downloads them into "
+            f"create_dataset(..., download=True) or download: true in a training config "
+            f"(torchvision downloads them into "
             f"<root>/FashionMNIST/raw); or download them from {_OFFICIAL_URL} into the root folder."
         )
     split = "train" if train else "test"

@@ -99,7 +99,8 @@ def prepare_images(
         more = f"\n... and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise DataError(
             f"{dataset}: {len(bad)} image file(s) cannot be read:\n{shown}{more}\n"
-            f"Fix or remove them, or pass skip_corrupt=True to skip them."
+            f"Fix or remove them, or set skip_corrupt: true in the config (skip_corrupt=True in "
+            f"create_dataset) to skip and count them."
         )
     keep = [not isinstance(h, str) for h in headers]
     skipped = [(p, r) for p, r in bad]

@@ -69,7 +69,7 @@ class ImageLoader:
         except _DECODE_ERRORS as e:
             raise DataError(
                 f"cannot decode image {path}: {e}. Replace or delete the file, or rebuild the dataset "
-                f"with skip_corrupt=True to skip unreadable images"
+                f"with skip_corrupt=True (skip_corrupt: true in a training config) to skip unreadable images"
             ) from e
         if self.center_crop:
             w, h = img.size

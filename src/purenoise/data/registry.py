@@ -148,7 +148,7 @@ def _entry(name: str) -> _Entry:
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint} Known datasets: {', '.join(sorted(_REGISTRY))}")
+        raise ConfigError(f"unknown dataset {name!r}{hint or '.'} Known datasets: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
 
 

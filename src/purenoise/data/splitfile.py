@@ -55,9 +55,15 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike, num_classe
     problems: list[str] = []
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            # Text mode has turned \r\n and \r into \n; splitlines() would also split at form
+            # feeds and Unicode separators, and the line numbers would differ from an editor's.
+            lines = f.read().split("\n")
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not a UTF-8 text file ({e}); is it really a split file?") from e
+    except FileNotFoundError:
+        raise DataNotFoundError(f"split file {path} does not exist") from None
+    except OSError as e:
+        raise DataError(f"cannot read split file {path} ({e.strerror})") from None
     for lineno, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
@@ -155,7 +161,7 @@ def load_split(
         raise DataNotFoundError(
             f"{len(missing)} of {len(entries)} images listed in {split_path} are missing under "
             f"root {root}:\n{shown}{more}\nCheck root (paths in the split file are relative to it), "
-            f"or pass skip_corrupt=True to skip them."
+            f"or pass skip_corrupt=True (skip_corrupt: true in a training config) to skip them."
         )
     if skip_corrupt:
         present = [(p, t) for (p, t, _), ok in zip(entries, exists) if ok]
@@ -183,9 +189,11 @@ def _build(dataset: str, prefix: str, root: str | None, *, split_dir: Any, num_c
     if split_dir is not None:
         split_dir = str(Path(split_dir).expanduser())
     if not os.path.isdir(root):
+        images, splits = _SOURCES[prefix]
         raise DataNotFoundError(
             f"{dataset}: image root {root} does not exist; pass root=<folder that the paths in "
-            f"{prefix}_train.txt are relative to>"
+            f"{prefix}_train.txt are relative to> (data_root in a training config). The images are "
+            f"{images}; the split files come with {splits}. They cannot be downloaded automatically."
         )
     notes: list[str] = []
     kw = dict(split_dir=split_dir, num_classes=num_classes, skip_corrupt=skip_corrupt, notes=notes,

@@ -6,6 +6,7 @@ the new one, never a torn file. The same helper writes reports and JSON files.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from purenoise.errors import PureNoiseError
+from purenoise.errors import OutputError, PureNoiseError
 
 __all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -35,12 +36,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before threads start.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space",
+    errno.EDQUOT: "the disk quota is exhausted: free some space",
+    errno.EROFS: "the file system is read-only: choose another output folder",
+    errno.EACCES: "permission denied: make the folder writable or choose another output folder",
+    errno.EPERM: "permission denied: make the folder writable or choose another output folder",
+}
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Raises:
+        OutputError: The file cannot be written (disk full, read-only, no rights). The message
+            names the file and what to do; the previous version of the file is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp creates the file readable by its owner only; give it the mode open() would
+        # (some network file systems refuse chmod: the file is still written then).
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        except OSError:
+            pass
         with os.fdopen(fd, "wb") as f:
             view = memoryview(data)
             # Chunked writes keep a kill mid-write a realistic possibility (and test of atomicity).
@@ -49,11 +81,20 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError) and not isinstance(e, PureNoiseError):
+            advice = _ADVICE.get(e.errno, "check that the folder exists and is writable")
+            error = OutputError(
+                f"cannot write {path} ({e.strerror or e}); {advice}. Nothing was replaced: the "
+                f"previous {path.name}, if any, is intact"
+            )
+            error.errno = e.errno
+            raise error from e
         raise
     _fsync_dir(path.parent)
     return path

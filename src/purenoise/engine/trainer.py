@@ -174,6 +174,11 @@ class Trainer:
         except ValueError as e:  # e.g. fewer images than one batch: a config value at fault
             raise ConfigError(f"config key 'batch_size' is {cfg['batch_size']}: {e}") from None
         self.steps_per_epoch = len(self.batches)
+        loader = getattr(self.batches, "loader", None)
+        if getattr(loader, "num_workers", 0) > 0 and loader.worker_init_fn is None:
+            # Ctrl-C or a scheduler's SIGTERM reaches the workers too; they leave stopping to
+            # this process, which first saves a resumable checkpoint.
+            loader.worker_init_fn = _leave_stop_signals_to_main
         self.optimizer = create_optimizer(self.model, cfg)
         self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
@@ -567,6 +572,26 @@ class Trainer:
                   "data_notes": list(info.notes)}
         ckpt.atomic_write_json(self.out / "eval.json", _json_safe(result))
         return result
+
+
+_WORKER_GRACE_S = 60
+
+
+def _leave_stop_signals_to_main(worker_id: int) -> None:
+    """DataLoader worker set-up: SIGINT and SIGTERM no longer end the worker at once.
+
+    A signal sent to a whole process group (Ctrl-C in a terminal, SLURM's scancel) would kill
+    the workers too, and the main process would fail on its next batch, or in the middle of
+    saving, instead of saving a resumable checkpoint. The main process stops after its current
+    step and shuts its workers down; a worker still alive a minute after the signal (a stuck one
+    that the DataLoader tried to terminate) ends itself with SIGALRM.
+    """
+
+    def stop_later(signum, frame):
+        signal.alarm(_WORKER_GRACE_S)
+
+    signal.signal(signal.SIGINT, stop_later)
+    signal.signal(signal.SIGTERM, stop_later)
 
 
 def _copy_module(module: nn.Module) -> nn.Module:

@@ -202,8 +202,10 @@ def _unknown_name_message(name: str) -> str:
     msg = f"unknown model {name!r}."
     if close:
         msg += f" Did you mean: {', '.join(close)}?"
-    msg += (" List all with purenoise.models.list_models() (timm models: "
-            "list_models('timm/*'), used as 'timm/<name>').")
+    msg += (f" purenoise models: {', '.join(sorted(_REGISTRY))}; also every torchvision classification "
+            f"model by name ({len(known) - len(_REGISTRY)} of them, e.g. resnet50, resnext50_32x4d) and timm "
+            "models as 'timm/<name>'. List all with purenoise.models.list_models() (timm models: "
+            "list_models('timm/*')).")
     try:
         import timm
 

@@ -1,0 +1,60 @@
+"""One training step as the trainer runs it, for the ERM-vs-OPeN benchmarks (CPU and GPU).
+
+normalized batch -> OPeN (when given: noise rows last) -> forward under noise_routing ->
+cross-entropy -> backward -> SGD step; the same operations, in the same order, as
+``purenoise.engine.trainer``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from purenoise import OPeN, PureNoise, convert_darbn, noise_routing
+
+
+def make_pair(model: nn.Module, device: torch.device, channels_last: bool = False):
+    """(ERM model, OPeN model): the same weights, the second with DAR-BN layers."""
+    erm = model.to(device)
+    open_model = convert_darbn(copy.deepcopy(erm))
+    if channels_last:
+        erm = erm.to(memory_format=torch.channels_last)
+        open_model = open_model.to(memory_format=torch.channels_last)
+    return erm, open_model
+
+
+def make_open(counts, channels: int, delta: float = 1 / 3) -> OPeN:
+    """OPeN with the paper's delta: on CIFAR-10-LT (ratio 100) counts, 25% of a balanced batch is noise."""
+    mean, std = [0.45] * channels, [0.25] * channels
+    return OPeN(counts, delta, noise=PureNoise(mean, std), normalize=(mean, std))
+
+
+class Step:
+    """A callable training step of ``model`` on one fixed batch; ``open_`` makes it an OPeN step."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+                 open_: OPeN | None = None, amp: torch.dtype | None = None, seed: int = 0,
+                 lr: float = 0.01) -> None:
+        self.model, self.images, self.labels, self.open_ = model, images, labels, open_
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=2e-4)
+        self.amp = amp
+        self.gen = torch.Generator(images.device).manual_seed(seed)
+        self.noise_counts: list[int] = []
+
+    def __call__(self) -> int:
+        images, labels, k = self.images, self.labels, 0
+        if self.open_ is not None:
+            images, labels, k = self.open_(images, labels, generator=self.gen)
+        self.noise_counts.append(k)
+        amp = (torch.autocast(images.device.type, dtype=self.amp) if self.amp is not None
+               else contextlib.nullcontext())
+        with amp, noise_routing(self.model, k):
+            logits = self.model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return k
