@@ -17,13 +17,35 @@ import torch
 CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # ratio 100 (SPEC section 3)
 
 
+def _cpu_times() -> list[int] | None:
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):  # not Linux
+        return None
+
+
+_LAST_TIMES = _cpu_times()
+
+
 def load_average() -> str:
-    """The 1-, 5- and 15-minute load averages and the CPU count, e.g. ``load 1.9/2.1/2.7 on 2 CPUs``."""
+    """Load averages, CPU count and CPU steal since the previous call, e.g.
+    ``load 1.9/2.1/2.7 on 2 CPUs, steal 3%``. Steal is the time the hypervisor gave this
+    machine's CPUs to others: on a shared virtual machine it says more about timing noise
+    than the load average does."""
+    global _LAST_TIMES
     try:
         a, b, c = os.getloadavg()
     except OSError:  # pragma: no cover - not on Linux/macOS
         return "load n/a"
-    return f"load {a:.2f}/{b:.2f}/{c:.2f} on {os.cpu_count()} CPUs"
+    text = f"load {a:.2f}/{b:.2f}/{c:.2f} on {os.cpu_count()} CPUs"
+    now = _cpu_times()
+    if now is not None and _LAST_TIMES is not None:
+        delta = [x - y for x, y in zip(now, _LAST_TIMES)]
+        if sum(delta) > 0:
+            text += f", steal {100 * delta[7] / sum(delta):.0f}%"
+    _LAST_TIMES = now
+    return text
 
 
 def header(device: torch.device) -> str:

@@ -71,7 +71,7 @@ def synthetic_cifar10_lt(root: str | None, *, download: bool = False, scale: flo
     train = _fake_cifar(counts, 0, True)
     test = _fake_cifar([max(2, int(1000 * scale))] * 10, 1, False)
     info = DatasetInfo(name="synthetic_cifar10_lt", num_classes=10, class_names=train.classes, image_size=(32, 32),
-                       channels=3, options={"scale": scale}, root="synthetic")
+                       channels=3, options={"scale": scale}, root=None)  # stats cache: the user cache
     return DatasetBundle(train, test, counts, info)
 
 
@@ -156,8 +156,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for gpu_bench.json (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="tiny model and data: checks the script on a CPU")
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--erm-epochs", type=int, default=3)
-    ap.add_argument("--open-epochs", type=int, default=3)
+    ap.add_argument("--erm-epochs", type=int, default=4, help="the first one includes compiling")
+    ap.add_argument("--open-epochs", type=int, default=4, help="the first one includes compiling")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved blocks of each kind")
     ap.add_argument("--block", type=int, default=40, help="steps per block")
     args = ap.parse_args()

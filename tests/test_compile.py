@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from purenoise import convert_darbn, noise_routing
+from purenoise import DARBatchNorm2d, convert_darbn, noise_routing
+from purenoise.darbn import _compiled_routed
 
 torch_dynamo = pytest.importorskip("torch._dynamo")
 from torch._dynamo.utils import counters  # noqa: E402
@@ -87,3 +88,44 @@ def test_noise_count_is_readable_and_restored():
     assert all(m.n_noise == 0 for m in layers)
     layers[0].n_noise = 3  # direct assignment keeps the compiled view in step
     assert layers[0].__dict__["_noise_rows"].shape == (3,)
+
+
+@pytest.mark.parametrize("noise_grad", ["classifier", "features"])
+@pytest.mark.parametrize("n_noise", [1, 5, 11])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "bf16"])
+def test_compiled_form_equals_the_eager_layer(noise_grad, n_noise, layout):
+    """The form traced under torch.compile computes what the eager (fused) DAR-BN computes."""
+    gen = torch.Generator().manual_seed(n_noise)
+    layers = []
+    for _ in range(2):
+        layer = DARBatchNorm2d(6, noise_grad=noise_grad)
+        with torch.no_grad():
+            layer.weight.copy_(torch.linspace(0.5, 1.5, 6))
+            layer.bias.copy_(torch.linspace(-0.5, 0.5, 6))
+        layers.append(layer)
+    x = torch.randn(12, 6, 5, 5, generator=gen) * 2 + 1
+    x[12 - n_noise:] = torch.rand(n_noise, 6, 5, 5, generator=gen) * 5 - 3
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(12, 6, 5, 5, generator=gen)
+    results = []
+    for i, layer in enumerate(layers):
+        xi = x.clone().requires_grad_()
+        inp = xi.to(torch.bfloat16) if layout == "bf16" else xi
+        if i == 0:
+            with noise_routing(layer, n_noise):
+                y = layer(inp)
+        else:
+            y = _compiled_routed(layer, inp, 12 - n_noise, layer._natural_momentum(12 - n_noise),
+                                 noise_grad == "features")
+        assert y.dtype == inp.dtype
+        if layout == "channels_last":
+            assert y.is_contiguous(memory_format=torch.channels_last)
+        y.float().backward(dy)
+        results.append((y.float(), xi.grad, layer.weight.grad, layer.bias.grad, layer.running_mean.clone(),
+                        layer.running_var.clone(), int(layer.num_batches_tracked)))
+    tol = dict(atol=2e-2, rtol=2e-2) if layout == "bf16" else dict(atol=1e-5, rtol=1e-5)
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, **tol)
+    if noise_grad == "classifier":
+        assert torch.all(results[1][1][12 - n_noise:] == 0)  # noise rows pass no gradient back

@@ -93,7 +93,7 @@ SCHEMA: dict[str, Field] = {
     "dataset_options": Field(DICT, {}, "extra options for create_dataset"),
     "augment": Field(STR, "auto", "training transform preset ('auto': the dataset's default)"),
     "test_transform": Field(STR, "auto", "evaluation transform preset ('auto': the dataset's default)"),
-    "loader": Field(STR, "torch", "'torch' (DataLoader with workers) or 'device' (data and augmentation on the device)", choices=("torch", "device")),
+    "loader": Field(STR, "torch", "'torch' (DataLoader with workers) or 'device' (whole train set, sampling and augmentation on the device; presets cifar_basic, cifar_cutout, cifar_simclr, fmnist_basic, test)", choices=("torch", "device")),
     "workers": Field(INT, 2, "DataLoader worker processes", check=_range(0)),
     "skip_corrupt": Field(BOOL, False, "skip unreadable images (counted and reported) instead of stopping"),
     # model

@@ -48,6 +48,7 @@ __all__ = [
 NOISE_GRAD_MODES = ("classifier", "features")
 BN_MODES = ("darbn", "aux", "standard")
 _aten = torch.ops.aten
+_bn_backward = _aten.native_batch_norm_backward.default
 
 
 def _check_noise_grad(noise_grad: str) -> str:
@@ -78,44 +79,38 @@ class _DARBatchNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, n_nat, momentum, eps, features):
         y = torch.empty_like(x)
-        sdt = _stats_dtype(x.device.type, x.dtype, weight.dtype)
-        channels = x.shape[1]
-        saved = []
-        for lo, hi, rm, rv, mom in ((0, n_nat, running_mean, running_var, momentum),
-                                    (n_nat, x.shape[0], None, None, 0.0)):
-            mean = x.new_empty(channels, dtype=sdt)
-            invstd = x.new_empty(channels, dtype=sdt)
-            if hi > lo:
-                _aten.native_batch_norm.out(
-                    x[lo:hi], weight, bias, rm, rv, True, mom, eps,
-                    out=y[lo:hi], save_mean=mean, save_invstd=invstd,
-                )
-            saved += [mean, invstd]
-        ctx.save_for_backward(x, weight, *saved)
+        # One buffer for both groups' saved mean and inverse std, and torch.* bindings rather
+        # than torch.ops calls: on the small activations of small models, per-call overhead is
+        # what DAR-BN adds to a BatchNorm.
+        stats = x.new_empty((4, x.shape[1]), dtype=_stats_dtype(x.device.type, x.dtype, weight.dtype))
+        if n_nat > 0:
+            torch.native_batch_norm(x[:n_nat], weight, bias, running_mean, running_var, True, momentum, eps,
+                                    out=(y[:n_nat], stats[0], stats[1]))
+        if n_nat < x.shape[0]:
+            torch.native_batch_norm(x[n_nat:], weight, bias, None, None, True, 0.0, eps,
+                                    out=(y[n_nat:], stats[2], stats[3]))
+        ctx.save_for_backward(x, weight, stats)
         ctx.n_nat, ctx.eps, ctx.features = n_nat, eps, features
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x, weight, m_nat, s_nat, m_noise, s_noise = ctx.saved_tensors
+        x, weight, stats = ctx.saved_tensors
         n, batch = ctx.n_nat, x.shape[0]
         grad_x = torch.empty_like(x)
-        grad_w = torch.zeros_like(weight)
-        grad_b = torch.zeros_like(weight)
         if n > 0:
-            _aten.native_batch_norm_backward.out(
-                grad_y[:n], x[:n], weight, None, None, m_nat, s_nat, True, ctx.eps,
-                [True, True, True], out0=grad_x[:n], out1=grad_w, out2=grad_b,
-            )
+            gx, grad_w, grad_b = _bn_backward(grad_y[:n], x[:n], weight, None, None, stats[0], stats[1], True,
+                                              ctx.eps, [True, True, True])
+            grad_x[:n].copy_(gx)
+        else:
+            grad_w, grad_b = torch.zeros_like(weight), torch.zeros_like(weight)
         if n < batch:
             if ctx.features:
-                # gamma/beta gradients from noise rows are computed by the kernel and dropped.
-                _aten.native_batch_norm_backward.out(
-                    grad_y[n:], x[n:], weight, None, None, m_noise, s_noise, True, ctx.eps,
-                    [True, True, True], out0=grad_x[n:], out1=torch.empty_like(weight),
-                    out2=torch.empty_like(weight),
-                )
+                # Noise rows back-propagate into x only: their gamma/beta gradients are not computed.
+                gx = _bn_backward(grad_y[n:], x[n:], weight, None, None, stats[2], stats[3], True, ctx.eps,
+                                  [True, False, False])[0]
+                grad_x[n:].copy_(gx)
             else:
                 grad_x[n:].zero_()
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
@@ -257,8 +252,9 @@ class DARBatchNorm2d(_RoutedBatchNorm):
                 x, self.weight, self.bias, self.running_mean if track else None,
                 self.running_var if track else None, n_nat, momentum, self.eps, features,
             )
-        # Reference path on views (used under torch.compile, whose fusion removes the concat,
-        # and for layouts or options the fused path does not cover).
+        if torch.compiler.is_compiling() and n_nat > 0 and self.weight is not None:
+            return _compiled_routed(self, x, n_nat, momentum, features)
+        # Reference path on views (for layouts or options the fused path does not cover).
         parts = [self._natural_bn(x[:n_nat], momentum)] if n_nat > 0 else []
         w = None if self.weight is None else self.weight.detach()
         b = None if self.bias is None else self.bias.detach()
@@ -272,6 +268,40 @@ class DARBatchNorm2d(_RoutedBatchNorm):
         if not torch.is_grad_enabled():
             return False  # nothing to save for backward; the view path is as fast
         return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _compiled_routed(layer: _RoutedBatchNorm, x: torch.Tensor, n_nat: int, momentum: float,
+                     features: bool) -> torch.Tensor:
+    """DAR-BN in the form torch.compile turns into BatchNorm-sized kernels.
+
+    Each group's statistics come from a view of its rows; then one expression normalizes the
+    whole batch with per-row coefficients (``where(row is noise, ...)``). The reference path's
+    two batch norms and concatenation compile to extra copies (the concatenation, and in
+    backward the zero-filled full-size gradients of both slices): about 1.3x a compiled
+    BatchNorm network step on CPU, against about 1.1x for this form. Noise rows use detached
+    gamma and beta, and in ``"classifier"`` mode a detached input, so they train nothing
+    before the classifier. ``n_nat`` may be symbolic (see :func:`_noise_rows`).
+    """
+    b, c = x.shape[0], x.shape[1]
+    xf = x.float()
+    var_nat, mean_nat = torch.var_mean(xf[:n_nat], dim=(0, 2, 3), correction=0)
+    src = xf if features else xf.detach()
+    var_no, mean_no = torch.var_mean(src[n_nat:], dim=(0, 2, 3), correction=0)
+    if layer.track_running_stats and layer.running_mean is not None:
+        count = n_nat * x.shape[2] * x.shape[3]
+        with torch.no_grad():  # what F.batch_norm does: the unbiased variance goes to running_var
+            layer.running_mean.mul_(1 - momentum).add_(mean_nat.to(layer.running_mean.dtype), alpha=momentum)
+            unbiased = var_nat * (count / (count - 1)) if count > 1 else var_nat
+            layer.running_var.mul_(1 - momentum).add_(unbiased.to(layer.running_var.dtype), alpha=momentum)
+    weight, bias = layer.weight.float(), layer.bias.float()
+    scale_nat = torch.rsqrt(var_nat + layer.eps) * weight
+    shift_nat = bias - mean_nat * scale_nat
+    scale_no = torch.rsqrt(var_no + layer.eps) * weight.detach()
+    shift_no = bias.detach() - mean_no * scale_no
+    noise = (torch.arange(b, device=x.device) >= n_nat).view(b, 1, 1, 1)
+    y = torch.where(noise, src * scale_no.view(1, c, 1, 1) + shift_no.view(1, c, 1, 1),
+                    xf * scale_nat.view(1, c, 1, 1) + shift_nat.view(1, c, 1, 1))
+    return y.to(x.dtype)
 
 
 class AuxBatchNorm2d(_RoutedBatchNorm):

@@ -159,3 +159,22 @@ def test_device_loader_refuses_presets_it_cannot_run(write_config, tmp_path):
     # And the CLI says so in one line (exit code 2), as for any config error.
     assert main(["train", "-c", str(write_config(augment="autoaugment")), "-o", str(tmp_path / "r2"),
                  "--set", "loader=device"]) == 2
+
+
+@pytest.mark.slow
+def test_two_process_training_with_the_device_loader(write_config, tmp_path):
+    """torchrun, 2 CPU processes (gloo): each rank draws its share on its device, weights stay equal."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, loader="device",
+                       augment="cifar_simclr")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "purenoise", "train", "-c", str(cfg), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["ranks_in_sync"] for m in lines) and lines[1]["noise_frac"] > 0

@@ -61,6 +61,18 @@ def _bernoulli(n: int, p: float, g: torch.Generator, device: torch.device) -> to
     return torch.rand(n, generator=g, device=device) < p
 
 
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(values: Sequence[float] | Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant tensor on ``device``, made once: ``torch.tensor(..., device=cuda)`` in every
+    batch would be a host-to-device copy, which synchronizes the GPU stream."""
+    key = (tuple(values), dtype, str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(list(values), dtype=dtype, device=device)
+    return _CONSTANTS[key]
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """Luma ``[B, 1, H, W]`` of float RGB images, as torchvision's rgb_to_grayscale computes it."""
     r, g, b = x.unbind(1)
@@ -126,7 +138,7 @@ class CutoutOp:
         ys = torch.arange(h, device=x.device).view(1, h)
         xs = torch.arange(w, device=x.device).view(1, w)
         hole = ((ys >= top) & (ys < top + self.size)).unsqueeze(2) & ((xs >= left) & (xs < left + self.size)).unsqueeze(1)
-        fill = torch.tensor(self.fill, dtype=x.dtype, device=x.device)
+        fill = _constant(self.fill, x.dtype, x.device)
         fill = fill.expand(c) if fill.numel() == 1 else fill
         return torch.where(hole.unsqueeze(1), fill.view(1, c, 1, 1), x)
 
@@ -161,7 +173,7 @@ class ColorJitterOp:
         # A uniform random order of the enabled operations (ids 0-2 blends, 3 hue) per sample.
         ops = [op for op, _, _ in self.ranges] + ([3] if self.hue else [])
         keys = torch.rand(n, max(len(ops), 1), generator=g, device=device)
-        order = torch.tensor(ops or [0], device=device)[keys.argsort(dim=1)]
+        order = _constant(ops or [0], torch.int64, device)[keys.argsort(dim=1)]
         factors = torch.ones(n, 4, device=device)
         for op, lo, hi in self.ranges:
             factors[:, op] = _uniform(n, lo, hi, g, device)
