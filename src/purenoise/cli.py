@@ -195,9 +195,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        workers=args.workers, class_names=meta["class_names"])
     if args.out:
         from purenoise.engine.checkpoint import atomic_write_json
-        from purenoise.engine.trainer import _json_safe
+        from purenoise.engine.run_folder import json_safe
 
-        atomic_write_json(args.out, _json_safe(metrics))
+        atomic_write_json(args.out, json_safe(metrics))
     print(_summary({**metrics, "run": Path(args.checkpoint).name}, Path(args.out or "-")))
     return 0
 

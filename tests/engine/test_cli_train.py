@@ -172,3 +172,16 @@ def test_eval_and_predict_commands(write_config, tmp_path, tiny_folder, capsys):
     preds = json.loads(capsys.readouterr().out)[0]["predictions"]
     assert len(preds) == 3 and preds[0]["class"].startswith("class")
     assert sum(p["prob"] for p in preds) <= 1.0 + 1e-6
+
+
+def test_tensorboard_logs_every_epoch(write_config, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb"
+    assert main(["train", "-c", str(write_config(method="open", tensorboard=True)), "-o", str(run)]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("train_loss")
+    assert [e.step for e in loss] == [1, 2]
+    assert [e.value for e in loss] == pytest.approx([m["train_loss"] for m in _metrics(run)])
+    assert "noise_frac" in events.Tags()["scalars"]

@@ -138,7 +138,7 @@ def test_device_loader_resumes_mid_epoch_bit_identically(write_config, tmp_path,
 
     def batch(b):
         if interrupted.batches._epoch == 1 and b == 2:
-            interrupted._stop_signal = signal.SIGTERM
+            interrupted.signals.received = signal.SIGTERM
         return original(b)
 
     monkeypatch.setattr(interrupted.batches, "batch", batch)

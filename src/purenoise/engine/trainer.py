@@ -9,8 +9,7 @@ Everything around it (data, model, checkpoints, metrics) is set up by :class:`Tr
 """
 from __future__ import annotations
 
-import json
-import math
+import copy
 import os
 import signal
 import time
@@ -21,13 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.config import dump_config
-from purenoise.darbn import convert_darbn, noise_routing, revert_darbn
+from purenoise.darbn import noise_routing, revert_darbn
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.optim import create_optimizer, create_scheduler
+from purenoise.engine.run_folder import RunFolder, json_safe
 from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from purenoise.engine.setup import (
     augment_name,
@@ -35,8 +34,11 @@ from purenoise.engine.setup import (
     build_model,
     check_branch_compatible,
     default_transforms,
+    export_state,
+    load_model_state,
     loss_options,
 )
+from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_stop_signals_to_main
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.noise import PureNoise
 from purenoise.open import OPeN, NoiseAugment
@@ -44,14 +46,6 @@ from purenoise.open import OPeN, NoiseAugment
 __all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "train"]
 
 _CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
-
-
-class TrainingInterrupted(PureNoiseError):
-    """SIGINT/SIGTERM arrived; a resumable checkpoint of the current position was written."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
 
 
 class TrainingDiverged(PureNoiseError):
@@ -108,10 +102,10 @@ class Trainer:
         self.env = env or init_distributed(cfg["device"])
         self.device = self.env.device
         self.detect_anomaly = detect_anomaly
-        self._stop_signal: int | None = None
+        self.signals = StopSignals()
         self.is_main = self.env.is_main
-        if self.is_main:
-            self._prepare_out_dir()
+        # Checked before any data is read: a bad --out should not cost a long set-up first.
+        self.folder = RunFolder(self.out, cfg["tensorboard"]) if self.is_main else None
         self._setup()
         self.start_epoch, self.start_batch, self.epoch_state = 0, 0, None
         self.branch: dict[str, Any] | None = None
@@ -122,22 +116,6 @@ class Trainer:
         self._wrap_model()
 
     # ----------------------------------------------------------------- set-up
-    def _prepare_out_dir(self) -> None:
-        try:
-            (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise PureNoiseError(
-                f"cannot write to the output folder {self.out} ({e.strerror}); choose another with --out"
-            ) from None
-        # A process killed in the middle of an atomic write leaves its temporary file behind
-        # (the file it was replacing is intact); clear them so the run folder holds whole files.
-        for folder in (self.out, self.out / "checkpoints"):
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-
     def _setup(self) -> None:
         cfg, env = self.cfg, self.env
         seed_everything(derive_seed(cfg["seed"], "init"))
@@ -178,7 +156,7 @@ class Trainer:
         if getattr(loader, "num_workers", 0) > 0 and loader.worker_init_fn is None:
             # Ctrl-C or a scheduler's SIGTERM reaches the workers too; they leave stopping to
             # this process, which first saves a resumable checkpoint.
-            loader.worker_init_fn = _leave_stop_signals_to_main
+            loader.worker_init_fn = leave_stop_signals_to_main
         self.optimizer = create_optimizer(self.model, cfg)
         self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
@@ -189,7 +167,8 @@ class Trainer:
         norm = (info.mean, info.std)
         self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm) \
             if cfg["method"] == "open" else None
-        self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm)
+        self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm) \
+            if cfg["method"] == "noise_aug" else None
         self.noise_gen = torch.Generator(self.device)
 
     def _wrap_model(self) -> None:
@@ -226,17 +205,12 @@ class Trainer:
         if not self.is_main:
             return None
         try:
-            return ckpt.save_checkpoint(self.out / "checkpoints" / name, self._state(epoch, batch, epoch_state))
+            return self.folder.save_checkpoint(name, self._state(epoch, batch, epoch_state))
         except OutputError as e:
             error = OutputError(f"{e}. Training stopped; once it can be written, continue with: purenoise "
                                 f"train --config {self.out / 'config.yaml'} --out {self.out} --resume auto")
             error.errno = e.errno
             raise error from None
-
-    def _load_model_state(self, state: dict[str, Any], source: Path) -> None:
-        from purenoise.engine.setup import load_model_state
-
-        load_model_state(self.module, state["model"], source)
 
     def _load_optimizer(self, state: dict[str, Any]) -> None:
         names = [n for n, p in self.module.named_parameters() if p.requires_grad]
@@ -255,7 +229,7 @@ class Trainer:
         self.optimizer.load_state_dict(new)
 
     def _restore(self, state: dict[str, Any], source: Path) -> None:
-        self._load_model_state(state, source)
+        load_model_state(self.module, state["model"], source)
         self._load_optimizer(state)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -306,26 +280,18 @@ class Trainer:
         self.start_epoch, self.start_batch = defer, 0
         self.branch = {"from": str(path.resolve()), "epoch": defer, "parent": state["config"].get("name")}
         if self.is_main:
-            self._copy_parent_metrics(path.parent.parent / "metrics.jsonl", defer)
+            self.folder.copy_parent_metrics(path.parent.parent, defer)
             print(f"branched from {path} at epoch {defer}")
-
-    def _copy_parent_metrics(self, parent: Path, upto: int) -> None:
-        if not parent.exists():
-            return
-        lines = [ln for ln in parent.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["epoch"] < upto]
-        ckpt.atomic_write_text(self.out / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any] | None:
         """Train to the last epoch, evaluate on the test set, write eval.json; return its metrics."""
         cfg = self.cfg
         if self.is_main:
-            ckpt.atomic_write_text(self.out / "config.yaml", dump_config(cfg))
-            self._truncate_metrics(self.start_epoch)
-        handlers = self._install_signal_handlers()
+            self.folder.write_config(cfg)
+            self.folder.truncate_metrics(self.start_epoch)
         try:
-            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+            with self.signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
                 for epoch in range(self.start_epoch, cfg["epochs"]):
                     start = self.start_batch if epoch == self.start_epoch else 0
                     if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0 and self.branch is None:
@@ -335,12 +301,14 @@ class Trainer:
                     if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
                         record.update(self._test_curve())
                     if self.is_main:
-                        self._append_metrics(record)
+                        self.folder.append_metrics(record)
+                        self._print_epoch(record)
                     if (epoch + 1) % cfg["checkpoint_every"] == 0 or epoch + 1 == cfg["epochs"]:
                         self._save("last.pt", epoch + 1)
+            return self._finish()
         finally:
-            self._restore_signal_handlers(handlers)
-        return self._finish()
+            if self.folder is not None:
+                self.folder.close()
 
     def _train_epoch(self, epoch: int, start: int) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
@@ -368,7 +336,7 @@ class Trainer:
             if noise_on:
                 transform = self.open_ if method == "open" else self.noise_aug
                 images, labels, k = transform(images, labels, generator=self.noise_gen)
-                if self.is_main and cfg["save_samples"] and not (self.out / "samples.pt").exists() and k:
+                if k and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
                     self._save_samples(images, labels, k)
             with autocast_context(self.device, cfg["amp"]), noise_routing(self.train_model, k):
                 logits = self.train_model(images)
@@ -401,12 +369,12 @@ class Trainer:
                                     noise=f"{v['noise'] / max(v['rows'], 1):.2f}", refresh=False)
             if bar is not None:
                 bar.update(1)
-            if any_rank(self._stop_signal is not None, env) and not last:
+            if any_rank(self.signals.received is not None, env) and not last:
                 self._interrupt(epoch, b + 1, stats)
         if bar is not None:
             bar.close()
         self._check_finite(stats, epoch)
-        if any_rank(self._stop_signal is not None, env):
+        if any_rank(self.signals.received is not None, env):
             self._save("last.pt", epoch + 1)
             self._interrupt(epoch + 1, 0, None)
         return self._epoch_record(epoch, kind, stats, time.perf_counter() - t0, rows0)
@@ -470,28 +438,9 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- signals
-    def _install_signal_handlers(self):
-        def handler(signum, frame):
-            if self._stop_signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C stops at once
-            self._stop_signal = signum
-
-        old = {}
-        try:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                old[s] = signal.signal(s, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return old
-
-    @staticmethod
-    def _restore_signal_handlers(old) -> None:
-        for s, h in old.items():
-            signal.signal(s, h)
-
     def _interrupt(self, epoch: int, batch: int, stats: _Stats | None) -> None:
         path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
-        signum = self._stop_signal or signal.SIGTERM
+        signum = self.signals.received or signal.SIGTERM
         where = f"epoch {epoch + 1}, batch {batch}" if batch else f"the start of epoch {epoch + 1}"
         raise TrainingInterrupted(
             f"{signal.Signals(signum).name} received: saved a resumable checkpoint at {where} "
@@ -510,19 +459,7 @@ class Trainer:
                     desc=f"{self.cfg['name'] or 'train'} epoch {epoch + 1}/{self.cfg['epochs']}",
                     leave=False, mininterval=1.0)
 
-    def _truncate_metrics(self, upto: int) -> None:
-        path = self.out / "metrics.jsonl"
-        if not path.exists():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["epoch"] < upto]
-        if len(kept) != len(lines):
-            ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in kept))
-
-    def _append_metrics(self, record: dict[str, Any]) -> None:
-        path = self.out / "metrics.jsonl"
-        old = path.read_text() if path.exists() else ""
-        ckpt.atomic_write_text(path, old + json.dumps(record) + "\n")
+    def _print_epoch(self, record: dict[str, Any]) -> None:
         if self.cfg["progress"]:
             extra = f" test {record['test_top1']:.4f}" if "test_top1" in record else ""
             print(f"epoch {record['epoch'] + 1}/{self.cfg['epochs']} [{record['sampling']}] loss "
@@ -531,15 +468,9 @@ class Trainer:
 
     def _save_samples(self, images: torch.Tensor, labels: torch.Tensor, k: int) -> None:
         n = min(8, k, images.shape[0] - k)
-        natural = self.normalize.undo(images[:n]).cpu()
-        noise = self.normalize.undo(images[images.shape[0] - n:]).cpu()
-        buf_path = self.out / "samples.pt"
-        import io
-
-        buf = io.BytesIO()
-        torch.save({"natural": natural, "noise": noise, "natural_labels": labels[:n].cpu(),
-                    "noise_labels": labels[images.shape[0] - n:].cpu()}, buf)
-        ckpt.atomic_write(buf_path, buf.getbuffer())
+        b = images.shape[0]
+        self.folder.save_samples(self.normalize.undo(images[:n]), self.normalize.undo(images[b - n:]),
+                                 labels[:n], labels[b - n:])
 
     def _test_curve(self) -> dict[str, float]:
         m = self._evaluate()
@@ -560,54 +491,16 @@ class Trainer:
         if not self.is_main:
             return None
         info = self.data.info
-        export = revert_darbn(_copy_module(self.module))
-        from purenoise.engine.setup import export_state
-
-        ckpt.save_checkpoint(self.out / "model.pt", export_state(export, self.cfg, info, self.class_counts))
+        export = revert_darbn(copy.deepcopy(self.module).cpu())
+        self.folder.save_model(export_state(export, self.cfg, info, self.class_counts))
         if metrics is None:
             return None
         result = {**metrics, "class_counts": self.class_counts, "class_names": info.class_names,
                   "method": self.cfg["method"], "dataset": self.cfg["dataset"], "model": self.cfg["model"],
                   "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch,
                   "data_notes": list(info.notes)}
-        ckpt.atomic_write_json(self.out / "eval.json", _json_safe(result))
+        self.folder.write_eval(result)
         return result
-
-
-_WORKER_GRACE_S = 60
-
-
-def _leave_stop_signals_to_main(worker_id: int) -> None:
-    """DataLoader worker set-up: SIGINT and SIGTERM no longer end the worker at once.
-
-    A signal sent to a whole process group (Ctrl-C in a terminal, SLURM's scancel) would kill
-    the workers too, and the main process would fail on its next batch, or in the middle of
-    saving, instead of saving a resumable checkpoint. The main process stops after its current
-    step and shuts its workers down; a worker still alive a minute after the signal (a stuck one
-    that the DataLoader tried to terminate) ends itself with SIGALRM.
-    """
-
-    def stop_later(signum, frame):
-        signal.alarm(_WORKER_GRACE_S)
-
-    signal.signal(signal.SIGINT, stop_later)
-    signal.signal(signal.SIGTERM, stop_later)
-
-
-def _copy_module(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module).cpu()
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def train(cfg: dict[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
