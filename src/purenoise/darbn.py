@@ -27,6 +27,7 @@ import operator
 import sys
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,21 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
     _post_ops: tuple[str, ...] = ()
     noise_grad: str = "classifier"
 
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        noise_grad: str = "classifier",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.noise_grad = _check_noise_grad(noise_grad)
+        self.n_noise = 0
+
     @property
     def n_noise(self) -> int:
         """Number of noise rows at the end of the current training batch (0: none).
@@ -228,20 +244,6 @@ class DARBatchNorm2d(_RoutedBatchNorm):
             own normalization; gamma and beta still get no gradient from them).
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        noise_grad: str = "classifier",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self.noise_grad = _check_noise_grad(noise_grad)
-        self.n_noise = 0
 
     def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
         momentum = self._natural_momentum(n_nat)
@@ -315,22 +317,12 @@ class AuxBatchNorm2d(_RoutedBatchNorm):
     yields the plain BatchNorm2d a deployed model needs.
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        noise_grad: str = "classifier",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self.noise_grad = _check_noise_grad(noise_grad)
-        self.n_noise = 0
+    def __init__(self, num_features: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(num_features, *args, **kwargs)
+        ref = self.weight if self.weight is not None else self.running_mean
         self.aux_bn = nn.BatchNorm2d(
-            num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype
+            num_features, self.eps, self.momentum, self.affine, self.track_running_stats,
+            device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype,
         )
 
     def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ figure, so a run keeps its colour throughout a report.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+
+from purenoise.engine.checkpoint import atomic_write
 
 __all__ = [
     "PALETTE",
@@ -72,20 +74,11 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG through a temporary file in the target folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with matplotlib.rc_context(STYLE):
-                fig.savefig(fh, format="png", dpi=DPI, facecolor="white")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``fig`` as PNG atomically (temporary file in the target folder, fsync, rename)."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    return atomic_write(path, buf.getbuffer())
 
 
 def _pct(values: Sequence[float | None]) -> np.ndarray:

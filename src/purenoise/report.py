@@ -21,7 +21,6 @@ import numbers
 import os
 import re
 import statistics
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Union
 import numpy as np
 import yaml
 
+from purenoise.engine.checkpoint import atomic_write_text
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
 
 __all__ = [
@@ -362,19 +362,6 @@ def format_aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("metho
 
 
 # ----------------------------------------------------------------------------------- writing
-def _atomic_write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "run"
 
@@ -409,9 +396,9 @@ def _write_comparison(rows: Sequence[dict[str, Any]], out: Path) -> None:
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows([{c: ("" if row[c] is None else row[c]) for c in CSV_COLUMNS} for row in rows])
-    _atomic_write_text(out / "comparison.csv", buf.getvalue())
+    atomic_write_text(out / "comparison.csv", buf.getvalue())
     js = json.dumps([{c: row[c] for c in CSV_COLUMNS} for row in rows], indent=2)
-    _atomic_write_text(out / "comparison.json", js + "\n")
+    atomic_write_text(out / "comparison.json", js + "\n")
 
 
 class _Page:
@@ -539,4 +526,4 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
             names = (r.eval or {}).get("class_names") or (ref or {}).get("class_names")
             page.figure(f"samples {lab}", plots.plot_samples(r.samples, names, out / f"samples_{_slug(lab)}.png",
                                                              title=f"Images trained on: {lab}"))
-    return _atomic_write_text(out / "report.md", "\n".join(page.md) + "\n")
+    return atomic_write_text(out / "report.md", "\n".join(page.md) + "\n")
