@@ -370,3 +370,14 @@ def test_aux_bn_classifier_mode_stops_gradient_at_input():
         model(torch.randn(6, 3, 6, 6))[-2:].square().sum().backward()
     assert model[0].weight.grad is None or model[0].weight.grad.abs().sum() == 0
     assert model[1].aux_bn.weight.grad.abs().sum() > 0
+
+
+def test_single_natural_value_per_channel_is_refused_like_batchnorm():
+    layer = DARBatchNorm2d(4)
+    with pytest.raises(ValueError, match="1 natural row at 1x1"):
+        with noise_routing(layer, 3):
+            layer(torch.randn(4, 4, 1, 1))
+    assert torch.isfinite(layer.running_var).all()
+    with noise_routing(layer, 1):  # two natural rows are fine, and so is one noise row
+        y = layer(torch.randn(3, 4, 1, 1))
+    torch.testing.assert_close(y[2:].flatten(), layer.bias.detach())  # no variance: just beta

@@ -191,7 +191,15 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
                 f"noise_routing says {k} noise rows but this batch has {x.shape[0]} rows; "
                 "pass the n_noise that OPeN returned for this batch"
             )
-        y = self._routed(x, x.shape[0] - k)
+        n_nat = x.shape[0] - k
+        if n_nat * x.shape[2] * x.shape[3] == 1 and not torch.compiler.is_compiling():
+            # As BatchNorm refuses: one value per channel has no variance (and would put an
+            # infinite unbiased variance into the running statistics).
+            raise ValueError(
+                f"{type(self).__name__}: the batch has 1 natural row at {x.shape[2]}x{x.shape[3]}, one "
+                "value per channel, which has no variance; use larger batches (drop_last=True)"
+            )
+        y = self._routed(x, n_nat)
         for name in self._post_ops:
             y = getattr(self, name)(y)
         return y
