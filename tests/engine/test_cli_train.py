@@ -185,3 +185,12 @@ def test_tensorboard_logs_every_epoch(write_config, tmp_path):
     assert [e.step for e in loss] == [1, 2]
     assert [e.value for e in loss] == pytest.approx([m["train_loss"] for m in _metrics(run)])
     assert "noise_frac" in events.Tags()["scalars"]
+
+
+def test_bf16_channels_last_grad_clip_run(write_config, tmp_path):
+    run = tmp_path / "amp"
+    cfg = write_config(method="open", amp="bf16", channels_last=True, grad_clip=1.0, epochs=1, defer_epoch=0)
+    assert main(["train", "-c", str(cfg), "-o", str(run)]) == 0
+    ev = _check_run(run, 1)
+    assert 0.0 <= ev["top1"] <= 1.0
+    assert _metrics(run)[0]["noise_frac"] > 0

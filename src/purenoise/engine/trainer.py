@@ -368,7 +368,7 @@ class Trainer:
                                     acc=f"{v['correct'] / max(v['natural'], 1):.3f}",
                                     noise=f"{v['noise'] / max(v['rows'], 1):.2f}", refresh=False)
             if bar is not None:
-                bar.update(1)
+                bar.update(cfg["batch_size"])  # images drawn from the training set
             if any_rank(self.signals.received is not None, env) and not last:
                 self._interrupt(epoch, b + 1, stats)
         if bar is not None:
@@ -455,9 +455,11 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.steps_per_epoch, initial=start, unit="batch", dynamic_ncols=True,
-                    desc=f"{self.cfg['name'] or 'train'} epoch {epoch + 1}/{self.cfg['epochs']}",
-                    leave=False, mininterval=1.0)
+        # Counted in images drawn from the training set, so its rate is images/s.
+        bs = self.cfg["batch_size"]
+        return tqdm(total=self.steps_per_epoch * bs, initial=start * bs, unit="img", unit_scale=True,
+                    dynamic_ncols=True, leave=False, mininterval=1.0,
+                    desc=f"{self.cfg['name'] or 'train'} epoch {epoch + 1}/{self.cfg['epochs']}")
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
         if self.cfg["progress"]:
