@@ -133,6 +133,56 @@ def interleaved_blocks(tr: Trainer, rounds: int, block: int) -> dict[str, list[f
     return rates
 
 
+def cudnn_benchmark_blocks(tr: Trainer, rounds: int, block: int) -> dict[str, list[float]]:
+    """Images/s of ERM step blocks with ``torch.backends.cudnn.benchmark`` off and on, alternating.
+
+    The compiled graph calls cuDNN's convolutions at run time, so the flag takes effect on the
+    warm model; the first block with it on also pays the algorithm search (medians ignore it).
+    """
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    old = torch.backends.cudnn.benchmark
+    try:
+        for r in range(rounds):
+            for flag in ((False, True) if r % 2 == 0 else (True, False)):
+                torch.backends.cudnn.benchmark = flag
+                tr.batches.set_epoch(3000 + r, "instance")
+                batches = iter(tr.batches)
+                n = min(block, len(tr.batches))
+                torch.cuda.synchronize(tr.device)
+                t = time.perf_counter()
+                for _ in range(n):
+                    images, labels = next(batches)
+                    _step(tr, images, labels, False)
+                torch.cuda.synchronize(tr.device)
+                rates["on" if flag else "off"].append(n * tr.cfg["batch_size"] / (time.perf_counter() - t))
+    finally:
+        torch.backends.cudnn.benchmark = old
+    return rates
+
+
+def loader_rates(tr: Trainer, n: int) -> dict[str, float]:
+    """Images/s of the device loader alone (draw + augmentation), eager and compiled augmentation."""
+    db = tr.batches
+    compiled = getattr(db, "_apply", None)
+    out = {}
+    for name, apply in (("eager", None), ("compiled", compiled)):
+        if name == "compiled" and compiled is None:
+            continue
+        db._apply = apply
+        db.set_epoch(4000, "instance")
+        db.batch(0)
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize(tr.device)
+        t = time.perf_counter()
+        for b in range(min(n, len(db))):
+            db.batch(b)
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize(tr.device)
+        out[name] = min(n, len(db)) * tr.cfg["batch_size"] / (time.perf_counter() - t)
+    db._apply = compiled
+    return out
+
+
 def step_peaks(tr: Trainer) -> dict[str, float]:
     out = {}
     if tr.device.type != "cuda":
@@ -245,6 +295,18 @@ def main() -> None:
             graphs_after_interleaved=graphs())
     print(f"interleaved steps (device loader + step): ERM {erm_rate:,.0f} img/s, OPeN {open_rate:,.0f} img/s, "
           f"OPeN step time / ERM {erm_rate / open_rate:.3f} (target <= 1.05); graphs now {graphs()}", flush=True)
+
+    # ---- 2b. the input pipeline alone, and cuDNN's algorithm search on the warm model
+    lr = loader_rates(tr, 5 if args.quick else 50)
+    res.add(loader_img_s=lr)
+    print("device loader alone (cifar_simclr): " + ", ".join(f"{k} augmentation {v:,.0f} img/s" for k, v in lr.items()),
+          flush=True)
+    if tr.device.type == "cuda":
+        cb = cudnn_benchmark_blocks(tr, 4, args.block if not args.quick else 3)
+        off, on = statistics.median(cb["off"]), statistics.median(cb["on"])
+        res.add(cudnn_benchmark=cb, cudnn_benchmark_speedup=on / off)
+        print(f"cudnn.benchmark (ERM step blocks, alternating): off {off:,.0f} img/s, on {on:,.0f} img/s, "
+              f"x{on / off:.3f}", flush=True)
 
     # ---- 3. peak memory
     peaks = step_peaks(tr)

@@ -90,6 +90,25 @@ def test_mid_epoch_start_gives_exactly_the_remaining_batches():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_compiled_augmentation_matches_eager_and_compiles_once():
+    # What compile: true does on a GPU, run here with inductor's CPU backend: the same draws, the
+    # same pixels to float rounding, one graph for all batches (they all have batch_size rows).
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    eager = _epoch(_batches(seed=5, limit_batches=4), 1, "balanced")
+    before = int(counters["stats"]["unique_graphs"])
+    compiled_db = _batches(seed=5, limit_batches=4, compile=True)
+    compiled = _epoch(compiled_db, 1, "balanced") + _epoch(compiled_db, 2, "balanced")
+    assert int(counters["stats"]["unique_graphs"]) - before == 1
+    for (xa, ya), (xb, yb) in zip(eager, compiled):
+        assert torch.equal(ya, yb)
+        torch.testing.assert_close(xb, xa, rtol=0, atol=2e-5)
+    again = _epoch(_batches(seed=5, limit_batches=4, compile=True), 2, "balanced")
+    for (xa, _), (xb, _) in zip(compiled[4:], again):
+        assert torch.equal(xa, xb)  # deterministic per seed, compiled too
+
+
 def test_limit_batches_and_too_small_sets():
     db = _batches(limit_batches=3)
     assert len(db) == 3 and len(_epoch(db, 0, "instance")) == 3
