@@ -29,28 +29,24 @@ from purenoise.errors import DataError, DataNotFoundError
 __all__ = ["CIFAR10", "CIFAR100", "load_cifar"]
 
 
-class CIFAR10(torchvision.datasets.CIFAR10):
+class _Checked:
+    """For torchvision's CIFAR classes whose files purenoise has already checked (module doc)."""
+
+    def _check_integrity(self) -> bool:
+        return True
+
+    def _load_meta(self) -> None:
+        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
+        self.classes = _unpickle(path)[self.meta["key"]]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+class CIFAR10(_Checked, torchvision.datasets.CIFAR10):
     """torchvision's CIFAR-10 whose files purenoise has already checked (see the module doc)."""
 
-    def _check_integrity(self) -> bool:
-        return True
 
-    def _load_meta(self) -> None:
-        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        self.classes = _unpickle(path)[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-
-class CIFAR100(torchvision.datasets.CIFAR100):
+class CIFAR100(_Checked, torchvision.datasets.CIFAR100):
     """torchvision's CIFAR-100 whose files purenoise has already checked (see the module doc)."""
-
-    def _check_integrity(self) -> bool:
-        return True
-
-    def _load_meta(self) -> None:
-        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        self.classes = _unpickle(path)[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
 _CLASSES: dict[str, tuple[type[torchvision.datasets.CIFAR10], str]] = {

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NormedLinear", "make_classifier"]
+__all__ = ["NormedLinear", "make_classifier", "init_resnet_weights"]
 
 
 class NormedLinear(nn.Module):
@@ -40,3 +40,21 @@ def make_classifier(in_features: int, num_classes: int, use_norm: bool) -> nn.Mo
     if use_norm:
         return NormedLinear(in_features, num_classes)
     return nn.Linear(in_features, num_classes)
+
+
+def init_resnet_weights(model: nn.Module) -> None:
+    """The ResNet initialization of purenoise's own networks, module by module in order.
+
+    Convolutions: Kaiming normal (fan-out, ReLU); BatchNorm: weight 1, bias 0; linear classifier:
+    bias 0 (its weight keeps PyTorch's default); :class:`NormedLinear`: LDAM-DRW's init.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, NormedLinear):
+            m.reset_parameters()

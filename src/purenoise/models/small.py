@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise.errors import ModelError
-from purenoise.models.layers import NormedLinear, make_classifier
+from purenoise.models.layers import init_resnet_weights, make_classifier
 from purenoise.models.registry import register_model
 
 __all__ = ["SmallResNet", "resnet_small"]
@@ -80,16 +80,7 @@ class SmallResNet(nn.Module):
             prev = w
         self.stages = nn.Sequential(*stages)
         self.fc = make_classifier(prev, num_classes, use_norm)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, NormedLinear):
-                m.reset_parameters()
+        init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[N, num_features]``, the classifier's input."""

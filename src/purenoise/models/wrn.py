@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise.errors import ModelError
-from purenoise.models.layers import NormedLinear, make_classifier
+from purenoise.models.layers import init_resnet_weights, make_classifier
 from purenoise.models.registry import register_model
 
 __all__ = ["WideResNet", "wrn", "wrn28_10", "wrn28_2", "wrn16_4", "wrn16_8"]
@@ -80,7 +80,7 @@ class WideResNet(nn.Module):
         self.bn = nn.BatchNorm2d(widths[3])
         self.relu = nn.ReLU(inplace=True)
         self.fc = make_classifier(widths[3], num_classes, use_norm)
-        self._init_weights()
+        init_resnet_weights(self)
 
     @staticmethod
     def _group(in_planes: int, out_planes: int, n: int, stride: int,
@@ -90,18 +90,6 @@ class WideResNet(nn.Module):
                         dropout)
             for i in range(n)
         ])
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, NormedLinear):
-                m.reset_parameters()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[N, num_features]``, the classifier's input."""
