@@ -174,8 +174,9 @@ def device_batches_from_config(cfg: dict[str, Any], data: Any, augment_name: str
                                rank: int = 0, world_size: int = 1) -> DeviceBatches:
     """The device loader for a run: the train set as one uint8 tensor plus the batched preset.
 
-    With ``compile: true`` on a GPU the augmentation is compiled too (on the CPU its kernels are
-    not launch-bound, and compiling would only add start-up time).
+    With ``compile: true`` on a GPU the augmentation is compiled too: there it is bound by kernel
+    launches (measured in ``benchmarks/gpu_bench.py``). On the CPU it stays eager, where that
+    was not measured and compiling costs start-up time.
     """
     from purenoise.data import as_uint8_tensor
     from purenoise.data.batch_augment import create_batch_augment
