@@ -252,7 +252,6 @@ class DARBatchNorm2d(_RoutedBatchNorm):
             own normalization; gamma and beta still get no gradient from them).
     """
 
-
     def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
         momentum = self._natural_momentum(n_nat)
         features = self.noise_grad == "features"
@@ -461,7 +460,7 @@ def revert_darbn(model: nn.Module) -> nn.Module:
         if isinstance(m, _RoutedBatchNorm):
             base = m._base_cls
             m._modules.pop("aux_bn", None)
-            for attr in ("n_noise", "noise_grad", "_n_noise", "_noise_rows"):
+            for attr in ("noise_grad", "_n_noise", "_noise_rows"):
                 m.__dict__.pop(attr, None)
             m.__class__ = base
     return model

@@ -46,6 +46,8 @@ class RunFolder:
         self.checkpoints = self.path / "checkpoints"
         self._check_writable()
         self._tb = self._tensorboard() if tensorboard else None
+        # Asked at every OPeN step until the first noise batch is saved: kept here, not stat'ed.
+        self._has_samples = (self.path / "samples.pt").exists()
 
     def _check_writable(self) -> None:
         try:
@@ -108,7 +110,7 @@ class RunFolder:
 
     # ------------------------------------------------------------------ files
     def has_samples(self) -> bool:
-        return (self.path / "samples.pt").exists()
+        return self._has_samples
 
     def save_samples(self, natural: torch.Tensor, noise: torch.Tensor, natural_labels: torch.Tensor,
                      noise_labels: torch.Tensor) -> None:
@@ -117,6 +119,7 @@ class RunFolder:
         torch.save({"natural": natural.cpu(), "noise": noise.cpu(), "natural_labels": natural_labels.cpu(),
                     "noise_labels": noise_labels.cpu()}, buf)
         ckpt.atomic_write(self.path / "samples.pt", buf.getbuffer())
+        self._has_samples = True
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
         return ckpt.save_checkpoint(self.checkpoints / name, state)

@@ -26,7 +26,7 @@ from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.optim import create_optimizer, create_scheduler
-from purenoise.engine.run_folder import RunFolder, json_safe
+from purenoise.engine.run_folder import RunFolder
 from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from purenoise.engine.setup import (
     augment_name,
