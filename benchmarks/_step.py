@@ -1,8 +1,9 @@
 """One training step as the trainer runs it, for the ERM-vs-OPeN benchmarks (CPU and GPU).
 
-normalized batch -> OPeN (when given: noise rows last) -> forward under noise_routing ->
-cross-entropy -> backward -> SGD step; the same operations, in the same order, as
-``purenoise.engine.trainer``.
+normalized batch -> OPeN (when given: noise rows last) -> routed forward (``noise_pass``: the
+trainer's default "auto" forwards noise rows in a pass of their own, "joint" in one pass with
+the natural rows) -> cross-entropy -> backward -> SGD step; the same operations, in the same
+order, as ``purenoise.engine.trainer``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from purenoise import OPeN, PureNoise, convert_darbn, noise_routing
+from purenoise import OPeN, PureNoise, convert_darbn, routed_forward
 
 
 def make_pair(model: nn.Module, device: torch.device, channels_last: bool = False):
@@ -37,8 +38,9 @@ class Step:
 
     def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
                  open_: OPeN | None = None, amp: torch.dtype | None = None, seed: int = 0,
-                 lr: float = 0.01) -> None:
+                 lr: float = 0.01, noise_pass: str = "auto") -> None:
         self.model, self.images, self.labels, self.open_ = model, images, labels, open_
+        self.noise_pass = noise_pass
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=2e-4)
         self.amp = amp
         self.gen = torch.Generator(images.device).manual_seed(seed)
@@ -51,8 +53,8 @@ class Step:
         self.noise_counts.append(k)
         amp = (torch.autocast(images.device.type, dtype=self.amp) if self.amp is not None
                else contextlib.nullcontext())
-        with amp, noise_routing(self.model, k):
-            logits = self.model(images)
+        with amp:
+            logits = routed_forward(self.model, images, k, noise_pass=self.noise_pass)
         loss = F.cross_entropy(logits.float(), labels)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

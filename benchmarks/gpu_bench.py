@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from purenoise.config import load_config
-from purenoise.darbn import noise_routing
+from purenoise.darbn import routed_forward
 from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
 from purenoise.engine.evaluate import autocast_context
 from purenoise.engine.trainer import Trainer
@@ -99,8 +99,8 @@ def _step(tr: Trainer, images, labels, noise: bool) -> int:
     k = 0
     if noise:
         images, labels, k = tr.open_(images, labels, generator=tr.noise_gen)
-    with autocast_context(tr.device, tr.cfg["amp"]), noise_routing(tr.train_model, k):
-        logits = tr.train_model(images)
+    with autocast_context(tr.device, tr.cfg["amp"]):
+        logits = routed_forward(tr.train_model, images, k, noise_pass=tr.cfg["noise_pass"])
     loss = tr.criterion(logits.float(), labels)
     tr.optimizer.zero_grad(set_to_none=True)
     loss.backward()

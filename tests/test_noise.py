@@ -45,6 +45,20 @@ def test_noise_is_reproducible_and_fresh():
     assert not torch.equal(c, d)
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+def test_fill_draws_what_a_call_draws(kind):
+    noise = PureNoise((0.3, 0.5), (0.2, 0.1), kind=kind)
+    a = noise(6, (4, 5), generator=torch.Generator().manual_seed(3))
+    buf = torch.full((10, 2, 4, 5), -7.0)
+    out = noise.fill_(buf[4:], generator=torch.Generator().manual_seed(3))
+    assert out.data_ptr() == buf[4:].data_ptr()  # in place, into a row slice
+    assert torch.equal(buf[4:], a) and (buf[:4] == -7).all()
+    for bad in (torch.empty(2, 2, 4, 5, dtype=torch.float64), torch.empty(2, 3, 4, 5),
+                torch.empty(2, 2, 4, 5).to(memory_format=torch.channels_last)[:, :, :, :3]):
+        with pytest.raises(ValueError, match="fill_ needs a contiguous float32"):
+            noise.fill_(bad)
+
+
 def test_noise_dtype_and_size_forms():
     noise = PureNoise((0.5, 0.5, 0.5), (0.1, 0.1, 0.1))
     assert noise(2, (3, 7, 9), dtype=torch.bfloat16).dtype == torch.bfloat16

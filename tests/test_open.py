@@ -97,6 +97,41 @@ def test_reproducible_and_dtype_layout_preserved():
     assert half[0].dtype == torch.bfloat16 and half[2] == a[2]
 
 
+def _reference_open(open_, images, labels, gen):
+    """OPeN written the plain way (gather every row, draw noise apart, normalize, overwrite)."""
+    u = torch.rand(images.shape[0], generator=gen)
+    replace = u < open_.probs.float()[labels]
+    k = int(replace.sum())
+    order = torch.sort(replace.to(torch.uint8), stable=True).indices
+    out = images[order].clone()
+    noise = open_.noise(k, images.shape[1:], dtype=torch.float32, generator=gen)
+    if open_._norm is not None:
+        noise = (noise - open_._norm[0].view(1, -1, 1, 1)) / open_._norm[1].view(1, -1, 1, 1)
+    out[images.shape[0] - k:] = noise.to(images.dtype)
+    return out, labels[order], k
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "custom_noise"])
+def test_output_equals_the_plain_algorithm(layout):
+    # The transform gathers only natural rows and draws noise into its rows in place; it must
+    # give what the straightforward version gives, value for value, for every kind of input.
+    labels = torch.randint(0, 10, (96,), generator=torch.Generator().manual_seed(1))
+    images = torch.randn(96, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    noise = PureNoise(MEAN, STD)
+    if layout == "channels_last":
+        images = images.to(memory_format=torch.channels_last)
+    if layout == "custom_noise":
+        noise = lambda n, size, **kw: PureNoise(MEAN, STD)(n, size, **kw)  # noqa: E731
+    open_ = OPeN(COUNTS, delta=1.0, noise=noise, normalize=(MEAN, STD))
+    out, out_labels, k = open_(images, labels, generator=torch.Generator().manual_seed(9))
+    ref, ref_labels, ref_k = _reference_open(open_, images, labels, torch.Generator().manual_seed(9))
+    assert k == ref_k > 0
+    assert torch.equal(out_labels, ref_labels)
+    # Dividing by std and multiplying by 1/std differ in the last bit: compare at float precision.
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    assert torch.equal(out[: 96 - k], ref[: 96 - k])  # natural rows are copied exactly
+
+
 def test_no_replacement_returns_inputs():
     images, labels = torch.rand(8, 3, 4, 4), torch.zeros(8, dtype=torch.long)
     out, out_labels, k = _open()(images, labels)

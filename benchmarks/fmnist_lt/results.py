@@ -66,7 +66,9 @@ class Study:
         self.log = []
         log = runs / "study_log.jsonl"
         if log.exists():
-            self.log = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            # A run trained again (after a code change) counts once, with its latest time.
+            entries = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            self.log = list({e["run"]: e for e in entries}.values())
 
     def values(self, setting: str, method: str, key: str) -> list[float]:
         out = []

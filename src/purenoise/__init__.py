@@ -13,6 +13,7 @@ from purenoise.darbn import (
     convert_darbn,
     noise_routing,
     revert_darbn,
+    routed_forward,
 )
 from purenoise.errors import ConfigError, DataError, DataNotFoundError, ModelError, PureNoiseError
 from purenoise.noise import PureNoise, channel_stats
@@ -29,6 +30,7 @@ __all__ = [
     "convert_darbn",
     "revert_darbn",
     "noise_routing",
+    "routed_forward",
     "PureNoiseError",
     "ConfigError",
     "DataError",

@@ -108,6 +108,7 @@ SCHEMA: dict[str, Field] = {
     "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4)", check=_range(0, lo_open=True)),
     "bn_mode": Field(STR, "darbn", "how BatchNorm treats noise rows", choices=("darbn", "aux", "standard")),
     "noise_grad": Field(STR, "classifier", "where noise gradients reach", choices=("classifier", "features")),
+    "noise_pass": Field(STR, "auto", "'split': noise rows take their own forward pass (same result, skips their zero gradients), 'joint': one pass, 'auto': split where exact", choices=("auto", "split", "joint")),
     "sampling": Field(STR, "balanced", "class-aware sampling of rs/drs/open", choices=("balanced", "sqrt")),
     # loss
     "loss": Field(STR, "ce", "loss name (ce, cb, drw, ldam, balanced_softmax, logit_adjust)"),

@@ -134,16 +134,28 @@ class PureNoise:
         dtype = dtype or torch.float32
         if not dtype.is_floating_point:
             raise ValueError(f"noise images need a floating dtype, got {dtype}")
-        shape = (n, self.channels, h, w)
+        out = torch.empty((n, self.channels, h, w), device=device, dtype=torch.float32)
+        return self.fill_(out, generator=generator).to(dtype)
+
+    def fill_(self, out: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Overwrite ``out`` (``[N, C, H, W]``, contiguous float32) with fresh noise images, in place.
+
+        Draws exactly the values ``self(N, (H, W), generator=generator)`` would return, without
+        allocating: OPeN writes the noise rows straight into its output batch this way.
+
+        Returns:
+            ``out``.
+        """
+        if out.dtype != torch.float32 or out.ndim != 4 or out.shape[1] != self.channels or not out.is_contiguous():
+            raise ValueError(
+                f"fill_ needs a contiguous float32 [N, {self.channels}, H, W] tensor, got "
+                f"{out.dtype} of shape {tuple(out.shape)}"
+            )
         if self.kind == "uniform":
-            out = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
-        else:
-            out = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
-            std, mean = self._on(device)
-            out.mul_(std).add_(mean)
-            if self.clip:
-                out.clamp_(0.0, 1.0)
-        return out.to(dtype)
+            return out.uniform_(generator=generator)
+        std, mean = self._on(out.device)
+        out.normal_(generator=generator).mul_(std).add_(mean)
+        return out.clamp_(0.0, 1.0) if self.clip else out
 
     def __repr__(self) -> str:
         stats = "" if self.kind == "uniform" else (

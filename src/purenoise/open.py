@@ -158,7 +158,7 @@ class OPeN:
         u = torch.rand(batch, generator=generator, device=images.device)
         # Clamped indexing keeps a bad label from tripping a device-side assert on GPU; the
         # range check and the noise count then share a single host synchronization.
-        replace = u < consts[0][labels.clamp(0, self.num_classes - 1)]
+        replace = u < consts[0].index_select(0, labels.clamp(0, self.num_classes - 1))
         lo, hi, n_noise = torch.stack([labels.min(), labels.max(), replace.sum()]).tolist()
         if lo < 0 or hi >= self.num_classes:
             raise ValueError(
@@ -168,15 +168,25 @@ class OPeN:
         if n_noise == 0:
             return images, labels, 0
         # A stable sort puts natural rows first in their original order and noise rows last.
-        order = torch.sort(replace.to(torch.uint8), stable=True).indices
-        labels = labels[order]
-        out = images[order]
-        noise = self.noise(
-            n_noise, images.shape[1:], device=images.device, dtype=torch.float32, generator=generator
-        )
-        if self._norm is not None:
-            noise = (noise - consts[1]) * consts[2]
-        out[batch - n_noise :] = noise.to(images.dtype)
+        order = torch.argsort(replace, stable=True)
+        labels = labels.index_select(0, order)
+        n_nat = batch - n_noise
+        # Only the natural rows are gathered (index_select copies whole rows, unlike the
+        # element-wise gather of images[order]); the noise is drawn straight into its rows.
+        out = torch.empty_like(images)
+        torch.index_select(images, 0, order[:n_nat], out=out[:n_nat])
+        rows = out[n_nat:]
+        if isinstance(self.noise, PureNoise) and rows.dtype == torch.float32 and rows.is_contiguous():
+            self.noise.fill_(rows, generator=generator)
+            if self._norm is not None:
+                rows.sub_(consts[1]).mul_(consts[2])
+        else:
+            noise = self.noise(
+                n_noise, images.shape[1:], device=images.device, dtype=torch.float32, generator=generator
+            )
+            if self._norm is not None:
+                noise = (noise - consts[1]) * consts[2]
+            rows.copy_(noise)
         return out, labels, n_noise
 
     def __repr__(self) -> str:

@@ -3,7 +3,7 @@
     for epoch:
         sampler for the scheme (instance until defer_epoch, class-balanced after)
         for batch:
-            normalize -> OPeN (when active) -> forward under noise_routing -> loss -> backward -> step
+            normalize -> OPeN (when active) -> routed forward (DAR-BN) -> loss -> backward -> step
 
 Everything around it (data, model, checkpoints, metrics) is set up by :class:`Trainer`.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.darbn import noise_routing, revert_darbn
+from purenoise.darbn import revert_darbn, routed_forward, split_blockers
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
@@ -181,6 +181,14 @@ class Trainer:
         if self.cfg["compile"]:
             model = torch.compile(model)
         self.train_model = model
+        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in ("open", "noise_aug"):
+            blockers = split_blockers(model)
+            if blockers:
+                raise ConfigError(
+                    "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
+                    f"pass through this model without changing the result: {'; '.join(blockers)}. "
+                    "Use noise_pass 'auto' (splits only where exact) or 'joint'."
+                )
 
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int, batch: int, epoch_state: dict[str, float] | None) -> dict[str, Any]:
@@ -338,8 +346,8 @@ class Trainer:
                 images, labels, k = transform(images, labels, generator=self.noise_gen)
                 if k and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
                     self._save_samples(images, labels, k)
-            with autocast_context(self.device, cfg["amp"]), noise_routing(self.train_model, k):
-                logits = self.train_model(images)
+            with autocast_context(self.device, cfg["amp"]):
+                logits = routed_forward(self.train_model, images, k, noise_pass=cfg["noise_pass"])
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             try:

@@ -1,0 +1,111 @@
+"""routed_forward: noise rows in their own forward pass give what one routed pass gives."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from purenoise import convert_darbn, routed_forward
+from purenoise.darbn import split_blockers
+from purenoise.models import create_model
+
+
+def _batch(channels=3, size=16, batch=24, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, channels, size, size, generator=gen)
+    images[batch - 7:] = torch.rand(7, channels, size, size, generator=gen) * 4 - 2  # noise rows last
+    return images, torch.randint(0, 10, (batch,), generator=gen), 7
+
+
+def _step(model, images, labels, k, noise_pass):
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    logits = routed_forward(model, images, k, noise_pass=noise_pass)
+    hook.remove()
+    F.cross_entropy(logits, labels).backward()
+    return logits, calls
+
+
+MODELS = {
+    "resnet_small": lambda: create_model("resnet_small", 10, in_chans=3),
+    "wrn16_1": lambda: create_model("wrn", 10, depth=16, width=1),  # pre-activation, dropout-free
+    "torchvision_resnet18": lambda: torchvision.models.resnet18(num_classes=10),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_split_equals_joint(name):
+    torch.manual_seed(0)
+    base = convert_darbn(MODELS[name]())
+    joint, split = base, copy.deepcopy(base)
+    images, labels, k = _batch(size=32 if "torchvision" in name else 16)
+    out_j, calls_j = _step(joint, images, labels, k, "joint")
+    out_s, calls_s = _step(split, images, labels, k, "auto")
+    assert calls_j == [24] and calls_s == [17, 7]  # auto chose two passes: natural, then noise
+    torch.testing.assert_close(out_s, out_j, rtol=1e-5, atol=1e-5)
+    for (n, p_j), p_s in zip(joint.named_parameters(), split.parameters()):
+        assert (p_j.grad is None) == (p_s.grad is None), n
+        if p_j.grad is not None:
+            torch.testing.assert_close(p_s.grad, p_j.grad, rtol=1e-4, atol=1e-6, msg=n)
+    for (n, b_j), b_s in zip(joint.named_buffers(), split.buffers()):
+        assert torch.equal(b_s, b_j), n  # running statistics and counts: natural rows only, once
+
+
+def test_noise_rows_reach_only_the_classifier_in_split_pass():
+    torch.manual_seed(0)
+    model = convert_darbn(create_model("resnet_small", 10, in_chans=3))
+    images, labels, k = _batch()
+    logits = routed_forward(model, images, k, noise_pass="split")
+    # A loss on noise rows alone trains the classifier and nothing else.
+    F.cross_entropy(logits[-k:], labels[-k:]).backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert trained == {"fc.weight", "fc.bias"}
+
+
+def _calls(model, k=7, noise_pass="auto"):
+    images, _, _ = _batch()
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    routed_forward(model, images, k, noise_pass=noise_pass)
+    hook.remove()
+    return calls
+
+
+def test_auto_runs_jointly_where_a_split_would_change_the_result():
+    make = lambda: create_model("resnet_small", 10, in_chans=3)  # noqa: E731
+    assert split_blockers(convert_darbn(make())) == []
+    standard = make()  # bn_mode standard: noise shares the BatchNorm statistics
+    features = convert_darbn(make(), noise_grad="features")
+    aux = convert_darbn(make(), bn_mode="aux")  # early noise branches: zero gradients vs none
+    head = convert_darbn(make())
+    head.fc = nn.Sequential(nn.BatchNorm1d(64), nn.Linear(64, 10))  # mixes rows, not routed
+    for model, why in [(standard, "no DAR-BN"), (features, "features"), (aux, "auxiliary"), (head, "fc.0")]:
+        reasons = split_blockers(model)
+        assert any(why in r for r in reasons), reasons
+        assert _calls(model) == [24]
+        with pytest.raises(ValueError, match="noise_pass='split' would change"):
+            _calls(model, noise_pass="split")
+    compiled = torch.compile(convert_darbn(make()))  # not run: the wrapper alone decides
+    assert any("compiled" in r for r in split_blockers(compiled))
+    # Nothing to split, or a single natural row (left to DAR-BN's own error for 1x1 maps).
+    model = convert_darbn(make())
+    assert _calls(model, k=0) == [24] and _calls(model, k=23) == [24] and _calls(model, k=22) == [2, 22]
+    with pytest.raises(ValueError, match="noise_pass must be one of"):
+        _calls(model, noise_pass="twice")
+
+
+def test_split_needs_a_tensor_output():
+    class TupleOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten())
+
+        def forward(self, x):
+            return self.body(x), x.mean()
+
+    with pytest.raises(TypeError, match="returned tuple, not a tensor"):
+        _calls(convert_darbn(TupleOut()), noise_pass="split")
