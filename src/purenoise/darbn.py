@@ -529,8 +529,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
     then the noise rows as an all-noise batch, and concatenates the outputs: the same values,
     running statistics and gradients (to float rounding), for less work. In ``"classifier"``
     mode noise rows train only the layers after the last DAR-BN, so the joint pass's backward
-    spends a quarter of its work on zeros, which the split pass never computes (measured on a
-    2-core CPU: 0.82-0.86x the time of an ERM step, against 1.03-1.04x joint).
+    spends a quarter of its work on zeros, which the split pass never computes, and the noise
+    rows' activations are freed as soon as their pass ends (``benchmarks/SPEED.md``).
     ``"auto"`` splits where :func:`split_blockers` finds no reason not to, except for a
     ``torch.compile``'d model: its single-pass graph is the configuration measured on GPUs, so
     ``"auto"`` keeps it (ask for ``"split"`` to compile the two passes instead).
@@ -548,12 +548,15 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
         raise ValueError(f"noise_pass must be one of {NOISE_PASSES}, got {noise_pass!r}")
     n_nat = images.shape[0] - n_noise
     split = noise_pass == "split"
-    if split or noise_pass == "auto":
+    # Nothing to split without noise rows; one natural row is left to the joint pass, whose
+    # DAR-BN layers explain the error it gives. A compiled model keeps one pass unless asked.
+    if n_noise > 0 and n_nat > 1 and (split or (noise_pass == "auto" and not hasattr(model, "_orig_mod"))):
         blockers = split_blockers(model)
         if split and blockers:
             raise ValueError("noise_pass='split' would change what this model computes: " + "; ".join(blockers))
-        # One natural row is left to the joint pass, whose DAR-BN layers explain the error it gives.
-        split = (split or not hasattr(model, "_orig_mod")) and not blockers and n_noise > 0 and n_nat > 1
+        split = not blockers
+    else:
+        split = False
     if not split:
         with noise_routing(model, n_noise):
             return model(images)
