@@ -168,7 +168,7 @@ class OPeN:
         if n_noise == 0:
             return images, labels, 0
         # A stable sort puts natural rows first in their original order and noise rows last.
-        order = torch.argsort(replace, stable=True)
+        order = torch.argsort(replace.to(torch.uint8), stable=True)  # uint8: every backend sorts it
         labels = labels.index_select(0, order)
         n_nat = batch - n_noise
         # Only the natural rows are gathered (index_select copies whole rows, unlike the
