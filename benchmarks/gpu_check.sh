@@ -17,7 +17,7 @@
 #      (30 epochs, resnet_small), with its test-set evaluation                limit 150 s
 #   3. WRN-28-10, bf16, channels_last, compiled, device loader, synthetic CIFAR-10-LT data:
 #      ERM vs OPeN epochs and steps, recompiles, peak memory, the projected 200-epoch recipe
-#      (benchmarks/gpu_bench.py)                                              limit 300 s
+#      and OPeN with noise rows in their own pass (benchmarks/gpu_bench.py)   limit 300 s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -108,7 +108,7 @@ fi
 
 # 3. WRN-28-10 throughput, compiled, and the projected paper recipe
 run_step wrn_bench 300 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --out "$OUT_DIR" ${QUICK[@]+"${QUICK[@]}"}
-grep -E "^(torch|setup|  epoch|trainer|interleaved|device loader|cudnn|peak|projected|targets)" "$OUT_DIR/wrn_bench.log" >> "$SUMMARY" || true
+grep -E "^(torch|setup|  epoch|trainer|interleaved|device loader|cudnn|peak|projected|targets|OPeN with noise rows)" "$OUT_DIR/wrn_bench.log" >> "$SUMMARY" || true
 grep -E "Error|error:" "$OUT_DIR/wrn_bench.log" | tail -n 5 >> "$SUMMARY" || true
 
 # 3b. If compiling failed (no C compiler for Triton's launcher, say), the same without compile,
