@@ -75,6 +75,15 @@ def _calls(model, k=7, noise_pass="auto"):
     return calls
 
 
+def _calls_with(model, noise_pass="auto", blockers=None):
+    images, _, _ = _batch()
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    routed_forward(model, images, 7, noise_pass=noise_pass, blockers=blockers)
+    hook.remove()
+    return calls
+
+
 def test_auto_runs_jointly_where_a_split_would_change_the_result():
     make = lambda: create_model("resnet_small", 10, in_chans=3)  # noqa: E731
     assert split_blockers(convert_darbn(make())) == []
@@ -99,6 +108,12 @@ def test_auto_runs_jointly_where_a_split_would_change_the_result():
 
         def forward(self, x):
             return self._orig_mod(x)
+
+    # Blockers worked out once by the caller are used as given (a training loop's per-step path).
+    assert _calls(convert_darbn(make()), noise_pass="auto") == [17, 7]
+    assert _calls_with(convert_darbn(make()), blockers=["given"]) == [24]
+    with pytest.raises(ValueError, match="given"):
+        _calls_with(convert_darbn(make()), noise_pass="split", blockers=["given"])
 
     wrapped = LikeCompiled(convert_darbn(make()))
     assert _calls(wrapped) == [24] and _calls(wrapped, noise_pass="split") == [17, 7]

@@ -99,7 +99,7 @@ class _DARBatchNormFn(torch.autograd.Function):
             ctx.save_for_backward(x0, weight, mean0, invstd0, x1, mean1, invstd1)
         else:
             ctx.save_for_backward(x0, weight, mean0, invstd0)
-        ctx.n_noise, ctx.eps = x1.shape[0], eps
+        ctx.eps = eps
         return y
 
     @staticmethod
@@ -107,11 +107,10 @@ class _DARBatchNormFn(torch.autograd.Function):
     def backward(ctx, grad_y):
         saved = ctx.saved_tensors
         x0, weight, mean0, invstd0 = saved[:4]
-        n, k = x0.shape[0], ctx.n_noise
-        mask = [True, True, True]
+        n = x0.shape[0]
         if n > 0:
             gx0, grad_w, grad_b = _bn_backward(grad_y[:n], x0, weight, None, None, mean0, invstd0, True,
-                                               ctx.eps, mask)
+                                               ctx.eps, [True, True, True])
         else:
             gx0, grad_w, grad_b = None, torch.zeros_like(weight), torch.zeros_like(weight)
         if len(saved) > 4:
@@ -122,18 +121,11 @@ class _DARBatchNormFn(torch.autograd.Function):
             grad_x = gx1 if gx0 is None else torch.cat((gx0, gx1))
         elif gx0 is None:
             grad_x = torch.zeros_like(grad_y)
-        elif gx0.numel() < _PAD_NUMEL:
-            grad_x = F.pad(gx0, (0, 0, 0, 0, 0, 0, 0, k))  # one call: per-call cost dominates here
         else:
-            grad_x = torch.empty_like(grad_y)  # large: write each element once, copy or zero
+            grad_x = torch.empty_like(grad_y)  # each element written once: copied or zeroed
             grad_x[:n].copy_(gx0)
             grad_x[n:].zero_()
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
-
-
-# Below this many natural-row gradient elements, assembling the full gradient with one padding
-# call is faster than allocating, copying and zero-filling (which writes each element once).
-_PAD_NUMEL = 1 << 16
 
 
 def _noise_rows(n: int) -> torch.Tensor:
@@ -522,7 +514,7 @@ def split_blockers(model: nn.Module) -> list[str]:
 
 
 def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
-                   noise_pass: str = "auto") -> torch.Tensor:
+                   noise_pass: str = "auto", blockers: list[str] | None = None) -> torch.Tensor:
     """The model's output for a batch whose last ``n_noise`` rows are noise (OPeN's output).
 
     ``"joint"`` runs one forward under :func:`noise_routing`. ``"split"`` runs the natural rows,
@@ -540,6 +532,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
         images: The batch, natural rows first.
         n_noise: Number of noise rows at the end of ``images``.
         noise_pass: ``"auto"``, ``"split"`` or ``"joint"``.
+        blockers: ``split_blockers(model)``, when the caller has it: it depends only on the
+            model's layers and modes, so a training loop computes it once, not every step.
 
     Raises:
         ValueError: For an unknown ``noise_pass``, or ``"split"`` where it would not be exact.
@@ -551,7 +545,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
     # Nothing to split without noise rows; one natural row is left to the joint pass, whose
     # DAR-BN layers explain the error it gives. A compiled model keeps one pass unless asked.
     if n_noise > 0 and n_nat > 1 and (split or (noise_pass == "auto" and not hasattr(model, "_orig_mod"))):
-        blockers = split_blockers(model)
+        if blockers is None:
+            blockers = split_blockers(model)
         if split and blockers:
             raise ValueError("noise_pass='split' would change what this model computes: " + "; ".join(blockers))
         split = not blockers

@@ -181,8 +181,9 @@ class Trainer:
         if self.cfg["compile"]:
             model = torch.compile(model)
         self.train_model = model
+        self.split_blockers = split_blockers(model)  # fixed for the run: not worked out per step
         if self.cfg["noise_pass"] == "split" and self.cfg["method"] in ("open", "noise_aug"):
-            blockers = split_blockers(model)
+            blockers = self.split_blockers
             if blockers:
                 raise ConfigError(
                     "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
@@ -347,7 +348,8 @@ class Trainer:
                 if k and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
                     self._save_samples(images, labels, k)
             with autocast_context(self.device, cfg["amp"]):
-                logits = routed_forward(self.train_model, images, k, noise_pass=cfg["noise_pass"])
+                logits = routed_forward(self.train_model, images, k, noise_pass=cfg["noise_pass"],
+                                        blockers=self.split_blockers)
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             try:
