@@ -88,3 +88,19 @@ def median(xs: Sequence[float]) -> float:
 def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
     """Median of the per-repetition ratios (robust to load that drifts during the run)."""
     return statistics.median(a / b for a, b in zip(num, den))
+
+
+def training_flops_per_image(build: Callable[[], torch.nn.Module], image_shape: Sequence[int]) -> float:
+    """Floating-point operations of one training image, forward and backward, as counted by
+    :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products, the
+    work a GPU's tensor cores do). The model is built on the meta device, so nothing is
+    computed and the count takes about a second for a WRN-28-10."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = 2  # batch statistics need more than one row
+    with torch.device("meta"):
+        model = build()
+        x = torch.empty(n, *image_shape)
+    with FlopCounterMode(display=False) as counter:
+        model(x).float().sum().backward()
+    return counter.get_total_flops() / n

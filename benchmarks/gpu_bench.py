@@ -39,9 +39,11 @@ from purenoise.config import load_config
 from purenoise.darbn import routed_forward
 from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
 from purenoise.engine.evaluate import autocast_context
+from purenoise.engine.setup import model_options
 from purenoise.engine.trainer import Trainer
+from purenoise.models import create_model
 
-from _common import CIFAR10_LT_COUNTS, header, load_average
+from _common import CIFAR10_LT_COUNTS, header, load_average, training_flops_per_image
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = {"erm_epochs": 160, "open_epochs": 40, "train_images": 12406, "test_images": 10000}
@@ -303,6 +305,16 @@ def main() -> None:
             graphs_after_interleaved=graphs())
     print(f"interleaved steps (device loader + step): ERM {erm_rate:,.0f} img/s, OPeN {open_rate:,.0f} img/s, "
           f"OPeN step time / ERM {erm_rate / open_rate:.3f} (target <= 1.05); graphs now {graphs()}", flush=True)
+
+    # What share of the GPU the ERM step uses: tensor-core work per image over the step's rate.
+    info = tr.data.info
+    per_image = training_flops_per_image(
+        lambda: create_model(cfg["model"], info.num_classes, in_chans=info.channels, **model_options(cfg)),
+        (info.channels, *info.image_size))
+    res.add(train_flops_per_image=per_image, erm_tflops=erm_rate * per_image / 1e12)
+    print(f"work per training image: {per_image / 1e9:.2f} GFLOP (forward and backward, torch.utils.flop_counter); "
+          f"ERM steps sustain {erm_rate * per_image / 1e12:.3g} TFLOP/s, 10,000 img/s needs "
+          f"{1e4 * per_image / 1e12:.3g}", flush=True)
 
     # ---- 2b. the input pipeline alone, and cuDNN's algorithm search on the warm model
     lr = loader_rates(tr, 5 if args.quick else 50)

@@ -4,6 +4,7 @@ Times each part alone on warm (compiled) code, so a slow full step can be traced
 
     python benchmarks/gpu_breakdown.py            # CUDA
     python benchmarks/gpu_breakdown.py --device cpu --quick
+    python benchmarks/gpu_breakdown.py --mode max-autotune-no-cudagraphs   # autotuned kernels
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--mode", default=None,
+                    help="torch.compile mode, e.g. max-autotune-no-cudagraphs: inductor then times its own "
+                         "convolution and matmul templates against cuDNN's (long compile)")
     args = ap.parse_args()
     device = torch.device(args.device)
     quick = args.quick
@@ -68,7 +72,7 @@ def main() -> None:
     opt_foreach = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=2e-4)
     results["eager ERM step"] = timed(make_step(model, opt_foreach, 0), device, reps)
     results[f"eager OPeN step (k={batch // 4})"] = timed(make_step(model, opt_foreach, batch // 4), device, reps)
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, mode=args.mode)
     t0 = time.perf_counter()
     make_step(compiled, opt_foreach, 0)()
     results["compile ERM graph (s, once)"] = time.perf_counter() - t0
@@ -106,7 +110,7 @@ def main() -> None:
                 step()
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
-    print(f"{model_name}, batch {batch}, {device}, torch {torch.__version__}")
+    print(f"{model_name}, batch {batch}, {device}, torch {torch.__version__}, compile mode {args.mode or 'default'}")
     for k, v in results.items():
         per_img = "" if "(s, once)" in k else f"  -> {batch / v:,.0f} img/s"
         print(f"  {k:<40} {v * 1e3:9.2f} ms{per_img}")

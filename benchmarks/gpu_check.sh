@@ -108,7 +108,7 @@ fi
 
 # 3. WRN-28-10 throughput, compiled, and the projected paper recipe
 run_step wrn_bench 300 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --out "$OUT_DIR" ${QUICK[@]+"${QUICK[@]}"}
-grep -E "^(torch|setup|  epoch|trainer|interleaved|device loader|cudnn|peak|projected|targets|OPeN with noise rows)" "$OUT_DIR/wrn_bench.log" >> "$SUMMARY" || true
+grep -E "^(torch|setup|  epoch|trainer|interleaved|work per training image|device loader|cudnn|peak|projected|targets|OPeN with noise rows)" "$OUT_DIR/wrn_bench.log" >> "$SUMMARY" || true
 grep -E "Error|error:" "$OUT_DIR/wrn_bench.log" | tail -n 5 >> "$SUMMARY" || true
 
 # 3b. If compiling failed (no C compiler for Triton's launcher, say), the same without compile,
