@@ -519,7 +519,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
 
     ``"joint"`` runs one forward under :func:`noise_routing`. ``"split"`` runs the natural rows,
     then the noise rows as an all-noise batch, and concatenates the outputs: the same values,
-    running statistics and gradients (to float rounding), for less work. In ``"classifier"``
+    running statistics and gradients (to float rounding; in a model with dropout the two passes
+    may draw other masks, from the same distribution), for less work. In ``"classifier"``
     mode noise rows train only the layers after the last DAR-BN, so the joint pass's backward
     spends a quarter of its work on zeros, which the split pass never computes, and the noise
     rows' activations are freed as soon as their pass ends (``benchmarks/SPEED.md``).
