@@ -39,9 +39,8 @@ from purenoise.config import load_config
 from purenoise.darbn import routed_forward
 from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
 from purenoise.engine.evaluate import autocast_context
-from purenoise.engine.setup import model_options
+from purenoise.engine.setup import build_model
 from purenoise.engine.trainer import Trainer
-from purenoise.models import create_model
 
 from _common import CIFAR10_LT_COUNTS, header, load_average, training_flops_per_image
 
@@ -308,9 +307,8 @@ def main() -> None:
 
     # What share of the GPU the ERM step uses: tensor-core work per image over the step's rate.
     info = tr.data.info
-    per_image = training_flops_per_image(
-        lambda: create_model(cfg["model"], info.num_classes, in_chans=info.channels, **model_options(cfg)),
-        (info.channels, *info.image_size))
+    per_image = training_flops_per_image(lambda: build_model(cfg, info, tr.class_counts, warn=False),
+                                          (info.channels, *info.image_size))
     res.add(train_flops_per_image=per_image, erm_tflops=erm_rate * per_image / 1e12)
     print(f"work per training image: {per_image / 1e9:.2f} GFLOP (forward and backward, torch.utils.flop_counter); "
           f"ERM steps sustain {erm_rate * per_image / 1e12:.3g} TFLOP/s, 10,000 img/s needs "

@@ -227,3 +227,13 @@ def test_binary_file_and_nul_in_base_path(tmp_path):
     path.write_text('base: "a\\0b.yaml"\n')
     with pytest.raises(ConfigError, match="not a usable file name"):
         load_config(path, base=BASE)
+
+
+def test_routing_choices_match_the_layers_that_check_them():
+    # config.py stays torch-free, so it spells these lists out; they must not drift from darbn's.
+    from purenoise import darbn
+    from purenoise.config import SCHEMA
+
+    assert SCHEMA["bn_mode"].choices == darbn.BN_MODES
+    assert SCHEMA["noise_grad"].choices == darbn.NOISE_GRAD_MODES
+    assert SCHEMA["noise_pass"].choices == darbn.NOISE_PASSES

@@ -182,14 +182,12 @@ class Trainer:
             model = torch.compile(model)
         self.train_model = model
         self.split_blockers = split_blockers(model)  # fixed for the run: not worked out per step
-        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in ("open", "noise_aug"):
-            blockers = self.split_blockers
-            if blockers:
-                raise ConfigError(
-                    "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
-                    f"pass through this model without changing the result: {'; '.join(blockers)}. "
-                    "Use noise_pass 'auto' (splits only where exact) or 'joint'."
-                )
+        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in ("open", "noise_aug") and self.split_blockers:
+            raise ConfigError(
+                "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
+                f"pass through this model without changing the result: {'; '.join(self.split_blockers)}. "
+                "Use noise_pass 'auto' (splits only where exact) or 'joint'."
+            )
 
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int, batch: int, epoch_state: dict[str, float] | None) -> dict[str, Any]:
