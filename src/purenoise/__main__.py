@@ -1,6 +1,4 @@
 """``python -m purenoise ...`` (also what ``torchrun -m purenoise train ...`` runs)."""
-import sys
+from purenoise.cli import entry
 
-from purenoise.cli import main
-
-sys.exit(main())
+entry()

@@ -14,7 +14,7 @@ from typing import Any
 
 from purenoise.errors import PureNoiseError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "entry", "build_parser"]
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -350,5 +350,30 @@ def main(argv: list[str] | None = None) -> int:
         cleanup()
 
 
+def entry() -> None:
+    """The ``purenoise`` command and ``python -m purenoise``: run :func:`main` and exit with its code.
+
+    A process that torchrun started ends with ``os._exit`` once its output is flushed, skipping
+    the interpreter's finalization. Once DDP has used the gloo backend, torch keeps it, and its
+    worker threads, alive past ``destroy_process_group``. A C++ thread that takes the GIL while
+    the interpreter finalizes is ended inside a C++ frame, which aborts the whole process
+    ("terminate called without an active exception", the message of a rare CI failure of a
+    two-process test run). Skipping finalization loses nothing: every file a run writes is
+    closed and renamed into place before :func:`main` returns.
+    """
+    code = main()
+    if _world_size() > 1:
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing left to save
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -30,12 +31,15 @@ def run(rank: int, port: int, noise_grad: str, out_dir: str) -> None:
         layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
     nat, noise, grad = data()
     x = torch.cat([nat[rank], noise[rank]]).requires_grad_()
-    with noise_routing(layer, NOISE[rank]):
-        y = layer(x)
-    y.backward(grad[rank])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with noise_routing(layer, NOISE[rank]):
+            y = layer(x)
+        y.backward(grad[rank])
     dist.all_reduce(layer.weight.grad)
     dist.all_reduce(layer.bias.grad)
     torch.save({"y": y.detach(), "x_grad": x.grad, "w_grad": layer.weight.grad, "b_grad": layer.bias.grad,
-                "running_mean": layer.running_mean, "running_var": layer.running_var},
+                "running_mean": layer.running_mean, "running_var": layer.running_var,
+                "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]},
                os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()

@@ -183,17 +183,12 @@ def test_device_loader_refuses_presets_it_cannot_run(write_config, tmp_path):
 @pytest.mark.slow
 def test_two_process_training_with_the_device_loader(write_config, tmp_path):
     """torchrun, 2 CPU processes (gloo): each rank draws its share on its device, weights stay equal."""
-    import os
-    import subprocess
-    import sys
+    from ._torchrun import outcome, torchrun
 
     cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, loader="device",
                        augment="cifar_simclr")
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "purenoise", "train", "-c", str(cfg), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun("train", "-c", str(cfg), "-o", str(out))
+    assert proc.returncode == 0, outcome(proc)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(m["ranks_in_sync"] for m in lines) and lines[1]["noise_frac"] > 0

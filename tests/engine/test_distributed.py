@@ -2,30 +2,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from purenoise.engine.checkpoint import load_checkpoint
 
+from ._torchrun import outcome, torchrun
+
 pytestmark = pytest.mark.slow
-
-
-def _torchrun(cfg, out, *extra, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "purenoise", "train", "-c", str(cfg), "-o", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize("sync_bn", [False, True])
 def test_two_process_gloo_training(write_config, tmp_path, sync_bn):
     cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, sync_bn=sync_bn)
     out = tmp_path / "ddp"
-    proc = _torchrun(cfg, out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun("train", "-c", str(cfg), "-o", str(out))
+    assert proc.returncode == 0, outcome(proc)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [0, 1]  # written once, by rank 0
     assert all(m["ranks_in_sync"] for m in lines)

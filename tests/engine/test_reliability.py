@@ -27,6 +27,7 @@ from purenoise.cli import main
 from purenoise.engine.checkpoint import load_checkpoint, save_checkpoint
 from purenoise.errors import ModelError
 
+from ._torchrun import outcome, torchrun
 from .conftest import tiny_config, write_folder
 
 
@@ -435,12 +436,10 @@ def test_a_failing_rank_ends_all_ranks_with_its_error_once(tmp_path):
     cfg = _write_cfg(folder, tmp_path, epochs=2, batch_size=8, limit_batches=2,
                      dataset_options={"mean": [0.2] * 3, "std": [0.25] * 3})
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "purenoise", "train", "-c", str(cfg), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    proc = torchrun("train", "-c", str(cfg), "-o", str(out))
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert text.count("purenoise: error:") == 1, text[-3000:]
+    assert text.count("purenoise: error:") == 1, outcome(proc)
     assert f"purenoise: error: [rank 1] cannot decode image {victim}" in text
     assert "[rank0]:" not in text and "[rank1]:" not in text, text[-3000:]  # no worker tracebacks
     assert "Connection closed by peer" not in text and "lost contact" not in text

@@ -39,6 +39,7 @@ def test_sync_darbn_equals_single_process_on_the_global_batch(noise_grad, tmp_pa
 
     rows = {0: (slice(0, n0), slice(n0 + n1, n0 + n1 + k0)), 1: (slice(n0, n0 + n1), slice(n0 + n1 + k0, None))}
     for r, out in enumerate(ranks):
+        assert out["warnings"] == []  # e.g. torch's deprecation of torch.distributed.nn
         nat_rows, noise_rows = rows[r]
         n = worker.NATURAL[r]
         torch.testing.assert_close(out["y"][:n], y[nat_rows].detach(), atol=1e-5, rtol=1e-5)

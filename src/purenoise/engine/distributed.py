@@ -86,11 +86,33 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is the sum of every process's gradient.
+
+    Each process's loss depends on the sum through its own output, so the gradient reaching a
+    process's input is the sum of all processes' output gradients: a second all-reduce, the rule
+    ``nn.SyncBatchNorm`` follows. Written here because ``torch.distributed.nn.functional`` is
+    deprecated (torch 2.14 warns on every use).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class SyncDARBatchNorm2d(DARBatchNorm2d):
     """DAR-BN whose natural and noise statistics are each reduced over all processes.
 
     One all-reduce per layer carries both groups' sums, sums of squares and counts. Gradients
-    flow through the reduction (``torch.distributed.nn``), as in ``nn.SyncBatchNorm``. Every
+    flow through the reduction (a second all-reduce in backward), as in ``nn.SyncBatchNorm``. Every
     process runs the same collectives whatever its own number of noise rows, so processes with
     different splits stay in step. Eval mode is plain BatchNorm.
     """
@@ -98,8 +120,6 @@ class SyncDARBatchNorm2d(DARBatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not dist.is_initialized():
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(x)
         k = self.n_noise
         n_nat = x.shape[0] - k
@@ -113,10 +133,10 @@ class SyncDARBatchNorm2d(DARBatchNorm2d):
             noise_src.sum((0, 2, 3)), noise_src.square().sum((0, 2, 3)),
             torch.tensor([n_nat * hw, k * hw], dtype=xf.dtype, device=x.device),
         ])
-        total = all_reduce(local)
+        total = _AllReduceSum.apply(local)
         c = x.shape[1]
         s_nat, q_nat, s_noise, q_noise = total[:4 * c].view(4, c)
-        cnt_nat, cnt_noise = total[4 * c], total[4 * c + 1]
+        cnt_nat, cnt_noise = total[4 * c:].detach()  # constants: no gradient, and float() stays quiet
         # Branch on the global counts, which every process shares, so all stay in step.
         has_nat, has_noise = bool(cnt_nat > 0), bool(cnt_noise > 0)
         parts = []
