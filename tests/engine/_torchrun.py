@@ -6,14 +6,13 @@ import subprocess
 import sys
 
 
-def torchrun(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``torchrun --standalone --nproc_per_node=2 -m purenoise ARGS`` and capture its output.
 
     ``PYTHONFAULTHANDLER`` makes a process that crashes in native code (an abort, a segfault)
     print every thread's Python stack, so a rare crash says where it happened.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
-           **(env or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "purenoise", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
