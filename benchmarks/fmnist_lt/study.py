@@ -1,20 +1,27 @@
-"""The Fashion-MNIST-LT study: the paper's claims tested on real data on a CPU.
+"""The Fashion-MNIST-LT studies: the paper's claims tested on real data on a CPU.
 
-Plans (each a list of runs; a run is a shipped config plus a seed, and DRS/OPeN variants branch
-from the ERM run of the same seed at the defer epoch instead of retraining the shared phase):
+A run is a shipped config (``configs/<setting>/<method>.yaml``) plus a seed. DRS and OPeN variants
+branch from the ERM run of the same setting and seed at the defer epoch, so the shared first
+phase is trained once. Plans, each a list of runs, parents before their branches:
 
-- ``demo``: ratio 100, seed 0: ERM, DRS and OPeN (``make demo``).
-- ``main``: ratios 100 and 50, seeds 0-2: ERM, RS, DRS, OPeN.
-- ``ablation``: ratio 100, seeds 0-2: OPeN with standard BN, auxiliary BN, DAR-BN with
-  ``noise_grad: features`` (DAR-BN ``classifier`` is the ``main`` plan's OPeN run).
-- ``delta``: ratio 100, seeds 0-2: delta = 1/6 ... 6/6 (2/6 is the ``main`` plan's OPeN run).
-- ``all``: every plan.
+- ``demo``: the main job (``make demo``): ERM, DRS and OPeN, seed 0, of the main cell.
+- ``regime``: where pure noise pays off. Cells on the paper's 200-epoch schedule that span
+  "underfits" to "memorizes" (``fmnist_lt_r100_n1000``, ``fmnist_lt_r100_n1000_w2``,
+  ``fmnist_lt_r100_long``), ERM/RS/DRS/OPeN with seeds 0-2 each; the balanced 100-per-class
+  set with ``noise_aug`` against ERM (``fmnist_n100_w2``); and the 30-epoch cell
+  (``fmnist_lt_r100``) as the short reference.
+- ``main-cell``: seeds 3 and 4 of the main cell's four methods, and its BN ablation and delta
+  sweep (seeds 0-4). The main cell is read from ``main_cell.json`` in the runs folder, written by
+  ``select_cell.py`` from the ERM runs' memorization alone, before any OPeN result is read.
+- ``wide``: the x4-wide cell (``fmnist_lt_r100_n1000_w4``), seeds 0-2, when time allows.
+- ``short``: the 30-epoch study of ratios 100 and 50 with its ablations (the earlier study).
 
-Finished runs (with an eval.json) are skipped, interrupted ones resume, so the study can be
-stopped and restarted at any time. Each run's command and wall time go to ``study_log.jsonl``;
-``results.py`` writes RESULTS.md from the run folders.
+Finished runs (with an eval.json) are skipped and interrupted ones resume, so a study can be
+stopped and restarted at any time, in parts and across sessions. Each run is its own process,
+running the purenoise of the checkout this file is in; its command and wall time go to
+``study_log.jsonl``. ``results.py`` writes RESULTS.md from the run folders.
 
-    python benchmarks/fmnist_lt/study.py --plan all --runs runs/fmnist_lt
+    python benchmarks/fmnist_lt/study.py --plan regime
 """
 from __future__ import annotations
 
@@ -22,13 +29,25 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"  # the study's run folders; their light files are kept in git
 SEEDS = (0, 1, 2)
+MAIN_SEEDS = (0, 1, 2, 3, 4)
+METHODS = ("erm", "drs", "open", "rs")  # branches right after their parent: its checkpoint is fresh
+BRANCHED = {"drs", "open"}
+ABLATION = ("open_bn_standard", "open_bn_aux", "open_features", "open_delta_1of6", "open_delta_3of6")
+REGIME_CELLS = ("fmnist_lt_r100_n1000", "fmnist_lt_r100_n1000_w2", "fmnist_lt_r100_long")
+BALANCED_CELL = "fmnist_n100_w2"
+SHORT_CELL = "fmnist_lt_r100"
+WIDE_CELL = "fmnist_lt_r100_n1000_w4"
+MAIN_CELL_FILE = "main_cell.json"
 
 
 @dataclass(frozen=True)
@@ -50,42 +69,69 @@ class RunSpec:
     def command(self, runs: Path, extra: tuple[str, ...] = ()) -> list[str]:
         cmd = ["purenoise", "train", "--config", f"configs/{self.setting}/{self.method}.yaml",
                "--set", f"seed={self.seed}", "--set", f"name={self.setting}_{self.name}",
-               "--out", str(self.folder(runs))]
+               "--set", "progress=false", "--out", str(self.folder(runs))]
         if self.parent:
             cmd += ["--init-from", str(runs / self.setting / f"{self.parent}_s{self.seed}")]
         return cmd + list(extra)
 
 
-def plan(name: str) -> list[RunSpec]:
+def cell_runs(setting: str, seeds=SEEDS, methods=METHODS) -> list[RunSpec]:
+    """A cell's runs, seed by seed: ERM first, its branches next, then the others."""
+    out = []
+    for seed in seeds:
+        out.append(RunSpec(setting, "erm", seed))
+        out += [RunSpec(setting, m, seed, "erm" if m in BRANCHED or m.startswith("open_") else None)
+                for m in methods if m != "erm"]
+    return out
+
+
+def main_cell(runs: Path) -> str | None:
+    """The main job's cell as ``select_cell.py`` chose it, or None before the choice."""
+    path = runs / MAIN_CELL_FILE
+    return json.loads(path.read_text())["cell"] if path.exists() else None
+
+
+def plan(name: str, runs: Path = RUNS) -> list[RunSpec]:
     """The runs of a plan, parents before their branches."""
+    specs: list[RunSpec] = []
     if name == "demo":
-        s = "fmnist_lt_r100"
-        return [RunSpec(s, "erm", 0), RunSpec(s, "drs", 0, "erm"), RunSpec(s, "open", 0, "erm")]
-    runs: list[RunSpec] = []
-    if name in ("main", "all"):
-        for setting in ("fmnist_lt_r100", "fmnist_lt_r50"):
-            for seed in SEEDS:
-                runs += [RunSpec(setting, "erm", seed), RunSpec(setting, "rs", seed),
-                         RunSpec(setting, "drs", seed, "erm"), RunSpec(setting, "open", seed, "erm")]
-    if name in ("ablation", "all"):
-        for seed in SEEDS:
-            runs += [RunSpec("fmnist_lt_r100", "erm", seed)]
-            runs += [RunSpec("fmnist_lt_r100", m, seed, "erm")
-                     for m in ("open_bn_standard", "open_bn_aux", "open_features")]
-    if name in ("delta", "all"):
-        for seed in SEEDS:
-            runs += [RunSpec("fmnist_lt_r100", "erm", seed)]
-            runs += [RunSpec("fmnist_lt_r100", f"open_delta_{k}of6", seed, "erm") for k in (1, 3, 4, 5, 6)]
-    if not runs:
-        raise SystemExit(f"unknown plan {name!r}; choose demo, main, ablation, delta or all")
+        cell = main_cell(runs)
+        if cell is None:
+            raise SystemExit(f"no main cell chosen yet ({runs / MAIN_CELL_FILE}); run select_cell.py")
+        specs = cell_runs(cell, (0,), ("erm", "drs", "open"))
+    elif name == "regime":
+        for cell in REGIME_CELLS[:2]:
+            specs += cell_runs(cell)
+        specs += [RunSpec(BALANCED_CELL, m, s) for s in SEEDS for m in ("erm", "noise_aug")]
+        specs += cell_runs(REGIME_CELLS[2]) + cell_runs(SHORT_CELL)
+    elif name == "main-cell":
+        cell = main_cell(runs)
+        if cell is None:
+            print(f"main-cell: no main cell chosen yet ({runs / MAIN_CELL_FILE}); nothing to do")
+            return []
+        specs = cell_runs(cell, MAIN_SEEDS) + cell_runs(cell, MAIN_SEEDS, ("erm", *ABLATION))
+    elif name == "wide":
+        specs = cell_runs(WIDE_CELL)
+    elif name == "short":
+        for setting in (SHORT_CELL, "fmnist_lt_r50"):
+            specs += cell_runs(setting)
+        specs += cell_runs(SHORT_CELL, SEEDS, ("erm", "open_bn_standard", "open_bn_aux", "open_features"))
+        specs += cell_runs(SHORT_CELL, SEEDS, ("erm", *[f"open_delta_{k}of6" for k in (1, 3, 4, 5, 6)]))
+    else:
+        raise SystemExit(f"unknown plan {name!r}; choose demo, regime, main-cell, wide or short")
     seen: set[RunSpec] = set()
-    return [r for r in runs if not (r in seen or seen.add(r))]
+    return [r for r in specs if not (r in seen or seen.add(r))]
+
+
+def _env() -> dict[str, str]:
+    """The environment of a run: this checkout's purenoise first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> float:
-    """Train one run in this process (resuming it if it was interrupted); returns seconds."""
-    from purenoise.cli import main
-
+    """Train one run in its own process (resuming it if it was interrupted); returns seconds."""
     out = spec.folder(runs)
     argv = spec.command(runs, extra)[1:]
     if (out / "checkpoints" / "last.pt").exists():
@@ -94,32 +140,52 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> flo
         if i >= 0:
             del argv[i:i + 2]
         argv += ["--resume", "auto"]
+    elif spec.parent:
+        parent = RunSpec(spec.setting, spec.parent, spec.seed)
+        if not list((parent.folder(runs) / "checkpoints").glob("epoch_*.pt")):
+            # The parent's light files came from git without its checkpoints: retrain it first.
+            print(f"\n{parent.folder(runs)} has no branch checkpoint: training it again", flush=True)
+            (parent.folder(runs) / "eval.json").unlink(missing_ok=True)
+            run_one(parent, runs, extra, log)
     print(f"\n=== {spec.setting}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
           flush=True)
     t0 = time.perf_counter()
-    code = main(argv)
+    code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env())
     seconds = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"run {out} failed with exit code {code}")
-    entry = {"run": str(out), "command": " ".join(spec.command(runs, extra)), "seconds": seconds,
-             "parent": spec.parent, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    entry = {"run": str(out.relative_to(runs)), "command": " ".join(spec.command(runs, extra)),
+             "seconds": round(seconds, 1), "parent": spec.parent, "machine": _machine(),
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     with log.open("a") as f:
         f.write(json.dumps(entry) + "\n")
     return seconds
 
 
+def _machine() -> str:
+    """The CPU model: CPU runs repeat bit for bit on one model, not across models."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    import platform
+
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--plan", default="all")
-    ap.add_argument("--runs", default="runs/fmnist_lt", help="folder of the run folders")
+    ap.add_argument("--plan", default="regime")
+    ap.add_argument("--runs", default=str(RUNS), help="folder of the run folders")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = ap.parse_args(argv)
-    os.chdir(REPO)
-    runs = Path(args.runs)
+    runs = Path(args.runs).resolve()
     extra = tuple(x for kv in args.set for x in ("--set", kv))
-    specs = plan(args.plan)
+    specs = plan(args.plan, runs)
     todo = [s for s in specs if not (s.folder(runs) / "eval.json").exists()]
     print(f"plan {args.plan}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
     if args.dry_run:
@@ -129,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     total = 0.0
     for i, spec in enumerate(todo, 1):
+        if (spec.folder(runs) / "eval.json").exists():  # trained meanwhile as another run's parent
+            continue
         print(f"[{i}/{len(todo)}]", end="", flush=True)
         total += run_one(spec, runs, extra, runs / "study_log.jsonl")
     print(f"\n{len(todo)} runs trained in {total / 60:.1f} min", flush=True)
