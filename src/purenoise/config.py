@@ -135,6 +135,7 @@ SCHEMA: dict[str, Field] = {
     # output
     "eval_every": Field(INT, 0, "also evaluate on the test set every N epochs for curves (0: only at the end)", check=_range(0)),
     "checkpoint_every": Field(INT, 1, "save a resumable checkpoint every N epochs", check=_range(1)),
+    "memorization": Field(BOOL, True, "evaluate the un-augmented training set at the defer epoch and the end (per-class training accuracy and loss, noise predictions; eval.json); false to skip it on huge sets"),
     "save_samples": Field(BOOL, True, "save a few trained-on noise and natural images for the report"),
     "tensorboard": Field(BOOL, False, "also log to TensorBoard (needs the tensorboard package)"),
     "progress": Field(BOOL, True, "show tqdm progress bars"),

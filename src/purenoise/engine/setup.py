@@ -144,7 +144,7 @@ _PHASE1_KEYS = ("dataset", "ratio", "profile", "subset_seed", "dataset_options",
                 "channels_last", "loader")
 # A resumed run may change only what does not alter its results.
 _FREE_ON_RESUME = ("name", "progress", "workers", "eval_every", "checkpoint_every", "tensorboard",
-                   "device", "data_root", "download", "compile", "save_samples")
+                   "device", "data_root", "download", "compile", "save_samples", "memorization")
 
 
 def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], path: Path, *,

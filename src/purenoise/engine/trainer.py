@@ -25,6 +25,7 @@ from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
+from purenoise.engine.memorization import memorization, training_set_view
 from purenoise.engine.optim import create_optimizer, create_scheduler
 from purenoise.engine.run_folder import RunFolder
 from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
@@ -132,7 +133,7 @@ class Trainer:
         if cfg["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
         self.normalize = Normalizer(info.mean, info.std, self.device, cfg["channels_last"])
-        train_tf, _ = default_transforms(cfg, info)
+        train_tf, self.eval_tf = default_transforms(cfg, info)
         try:
             if cfg["loader"] == "device":  # train set, draws and augmentation all on the device
                 from purenoise.engine.device_batches import device_batches_from_config
@@ -170,6 +171,8 @@ class Trainer:
         self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm) \
             if cfg["method"] == "noise_aug" else None
         self.noise_gen = torch.Generator(self.device)
+        self.noise = noise
+        self.train_at_defer: dict[str, Any] | None = None  # the memorization diagnostic there
 
     def _wrap_model(self) -> None:
         model = self.model
@@ -206,6 +209,7 @@ class Trainer:
             "class_counts": self.class_counts,
             "branch": self.branch,
             "world_size": self.env.world_size,
+            "train_at_defer": self.train_at_defer,
         }
 
     def _save(self, name: str, epoch: int, batch: int = 0, epoch_state=None) -> Path | None:
@@ -260,6 +264,7 @@ class Trainer:
         self.start_epoch, self.start_batch = state["epoch"], state["batch"]
         self.epoch_state = state.get("epoch_state")
         self.branch = state.get("branch")
+        self.train_at_defer = state.get("train_at_defer")
         if self.is_main:
             print(f"resumed from {path}: epoch {self.start_epoch + 1}, batch {self.start_batch}")
 
@@ -304,6 +309,9 @@ class Trainer:
                     if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0 and self.branch is None:
                         # The branch point: ERM, DRS and OPeN runs can all start from here.
                         self._save(f"epoch_{epoch:04d}.pt", epoch)
+                    if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0:
+                        # Parent and branches alike: the model every scheme starts its phase from.
+                        self.train_at_defer = self._memorization(epoch)
                     record = self._train_epoch(epoch, start)
                     if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
                         record.update(self._test_curve())
@@ -494,8 +502,22 @@ class Trainer:
                         workers=self.cfg["workers"], amp=self.cfg["amp"],
                         class_names=self.data.info.class_names)
 
+    def _memorization(self, epoch: int) -> dict[str, Any] | None:
+        """The training-set diagnostic (see :mod:`purenoise.engine.memorization`), on rank 0."""
+        if not self.is_main or not self.cfg["memorization"]:
+            return None
+        info = self.data.info
+        result = memorization(self.module, training_set_view(self.data.train, self.eval_tf),
+                              class_counts=self.class_counts, device=self.device, normalize=self.normalize,
+                              noise=self.noise, image_size=info.image_size,
+                              seed=derive_seed(self.cfg["seed"], "memorization"),
+                              batch_size=max(256, self.cfg["batch_size"]), workers=self.cfg["workers"],
+                              amp=self.cfg["amp"])
+        return {"epoch": epoch, **result}
+
     def _finish(self) -> dict[str, Any] | None:
         metrics = self._evaluate()
+        train = self._memorization(self.cfg["epochs"])
         if self.env.distributed:
             torch.distributed.barrier()
         if not self.is_main:
@@ -509,6 +531,10 @@ class Trainer:
                   "method": self.cfg["method"], "dataset": self.cfg["dataset"], "model": self.cfg["model"],
                   "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch,
                   "data_notes": list(info.notes)}
+        if train is not None:
+            result.update({k: v for k, v in train.items() if k != "epoch"})
+        if self.train_at_defer is not None:
+            result["train_at_defer"] = self.train_at_defer
         self.folder.write_eval(result)
         return result
 
