@@ -30,6 +30,7 @@ __all__ = [
     "PALETTE",
     "plot_per_class",
     "plot_groups",
+    "plot_train_test",
     "plot_confusion",
     "plot_curves",
     "plot_samples",
@@ -108,12 +109,14 @@ def plot_per_class(
     class_names: Sequence[str] | None,
     path: str | os.PathLike,
     title: str | None = None,
+    errors: Mapping[str, Sequence[float | None]] | None = None,
 ) -> Path | None:
     """Per-class test accuracy of each run against the class's training count (the paper's figure).
 
     Classes are ordered from the most to the least frequent on a shared x axis. A narrow top panel
     shows the training images per class on a log scale; the main panel shows one bar per run and
-    class (lines instead of bars above 40 classes). ``accs`` maps a run label to fractions.
+    class (lines instead of bars above 40 classes). ``accs`` maps a run label to fractions;
+    ``errors`` (same keys, fractions) draws ± whiskers, e.g. the std over seeds.
     """
     if not accs:
         return None
@@ -148,14 +151,18 @@ def plot_per_class(
             y = _pct(values)[order]
             mean = np.nanmean(y) if np.isfinite(y).any() else float("nan")
             leg = f"{label} (mean {mean:.1f}%)" if math.isfinite(mean) else label
+            err = _pct(errors[label])[order] if errors and errors.get(label) else None
             if bars:
                 xs = x - 0.4 + bw * (i + 0.5)
-                ax.bar(xs, y, width=bw * 0.92, color=color(i), label=leg)  # NaN: no bar
+                ax.bar(xs, y, width=bw * 0.92, color=color(i), label=leg, yerr=err,
+                       error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "#333333"})  # NaN: no bar
                 for xi in xs[~np.isfinite(y)]:  # a class without test images (or no value)
                     ax.text(xi, 1, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color=color(i))
             else:  # many classes: faint per-class line under a moving average over ~5% of them
                 ax.plot(x, y, color=color(i), linewidth=0.7, alpha=0.35)
                 ax.plot(x, _moving_average(y, max(3, n // 20)), color=color(i), linewidth=2.2, label=leg)
+                if err is not None:
+                    ax.fill_between(x, y - err, y + err, color=color(i), alpha=0.12, linewidth=0)
         ax.set_ylim(0, 108)
         ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("test accuracy (%)")
@@ -178,8 +185,12 @@ def plot_groups(
     path: str | os.PathLike,
     group_labels: Sequence[str] | None = None,
     title: str | None = None,
+    errors: Mapping[str, Sequence[float | None]] | None = None,
 ) -> Path | None:
-    """Accuracy of equal-sized groups of classes (most to least frequent), one bar per run."""
+    """Accuracy of equal-sized groups of classes (most to least frequent), one bar per run.
+
+    ``errors`` (same keys as ``groups``, fractions) draws ± whiskers, e.g. the std over seeds.
+    """
     if not groups:
         return None
     g = max(len(v) for v in groups.values())
@@ -192,7 +203,10 @@ def plot_groups(
         bw = 0.8 / k
         for i, (label, values) in enumerate(groups.items()):
             y = _pct(list(values) + [None] * (g - len(values)))
-            rects = ax.bar(x - 0.4 + bw * (i + 0.5), y, width=bw * 0.92, color=color(i), label=label)
+            err = errors.get(label) if errors else None
+            err = _pct(list(err) + [None] * (g - len(err))) if err else None
+            rects = ax.bar(x - 0.4 + bw * (i + 0.5), y, width=bw * 0.92, color=color(i), label=label, yerr=err,
+                           error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "#333333"})
             if k <= 4:
                 for r, v in zip(rects, y):
                     if math.isfinite(v):
@@ -207,6 +221,59 @@ def plot_groups(
         ax.grid(axis="x", visible=False)
         ax.set_title(title or "Accuracy by class-frequency group")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def plot_train_test(
+    train: Mapping[str, Sequence[float | None]],
+    test: Mapping[str, Sequence[float | None]],
+    counts: Sequence[int],
+    class_names: Sequence[str] | None,
+    path: str | os.PathLike,
+    title: str | None = None,
+    train_errors: Mapping[str, Sequence[float | None]] | None = None,
+    test_errors: Mapping[str, Sequence[float | None]] | None = None,
+) -> Path | None:
+    """Per-class training accuracy (dashed, hollow) and test accuracy (solid, filled) of each run.
+
+    Classes run from the most to the least frequent in training. The vertical distance between a
+    run's two lines at a class is that class's generalization gap; memorized minority classes show
+    training accuracy near 100% over a much lower test accuracy. ``*_errors`` draw ± whiskers.
+    """
+    if not train:
+        return None
+    n = len(counts)
+    order = _frequency_order(counts, n)
+    names = [str(class_names[i]) if class_names else str(i) for i in order]
+    fig = _new_figure(min(16.0, max(7.5, 0.55 * n + 3.0)), 4.8)
+    with matplotlib.rc_context(STYLE):
+        ax = fig.subplots()
+        x = np.arange(n)
+        k = len(train)
+        for i, label in enumerate(train):
+            off = (i - (k - 1) / 2) * min(0.12, 0.6 / k)
+            for values, errs, style, fill in ((train[label], train_errors, "--", "none"),
+                                              (test.get(label), test_errors, "-", color(i))):
+                if values is None:
+                    continue
+                err = _pct(errs[label])[order] if errs and errs.get(label) else None
+                ax.errorbar(x + off, _pct(values)[order], yerr=err, color=color(i), linestyle=style,
+                            marker=MARKERS[i % len(MARKERS)], markerfacecolor=fill, markersize=5,
+                            linewidth=1.4, capsize=2, elinewidth=0.8)
+        ax.set_ylim(0, 105)
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_ylabel("accuracy (%)")
+        ax.set_xticks(x)
+        rot = 30 if max(len(s) for s in names) > 6 or n > 12 else 0
+        ax.set_xticklabels(names, rotation=rot, ha="right" if rot else "center")
+        ax.set_xlabel("class, from most to least frequent in training")
+        ax.set_title(title or "Training (un-augmented) against test accuracy per class")
+        handles = [Line2D([], [], color=color(i), marker=MARKERS[i % len(MARKERS)], label=label)
+                   for i, label in enumerate(train)]
+        handles += [Line2D([], [], color="#555555", linestyle="--", marker="o", markerfacecolor="none",
+                           label="training set"),
+                    Line2D([], [], color="#555555", linestyle="-", marker="o", label="test set")]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 

@@ -1,14 +1,15 @@
-"""Reports from run folders: comparison tables, seed aggregates and a Markdown page with figures.
+"""The report of a set of runs: a Markdown page with tables and figures, and comparison files.
 
-A run folder (written by the trainer) holds ``config.yaml``, ``metrics.jsonl`` (one JSON object
-per completed epoch), ``eval.json`` (final test metrics, accuracies as fractions) and optionally
-``samples.pt`` (real and pure-noise images that were trained on). Any of them may be missing
-while a run is still training: the report shows what exists and says what is missing. A file that
-exists but is malformed raises :class:`~purenoise.errors.DataError` naming the file and line.
+``make_report`` reads run folders (see :mod:`purenoise.runs`) and writes ``report.md``,
+``comparison.csv``/``.json`` (one row per run) and PNG figures. Runs that differ only in their
+seed (see :mod:`purenoise.replicates`) are shown as one entry: mean ± std over the seeds in every
+table, error bars in every figure, and the **paired** difference between entries that share their
+seeds, with a 95% t-interval. Where eval.json holds the memorization diagnostic, a section shows
+per-class training accuracy (un-augmented training set) next to test accuracy: the gap OPeN is
+meant to close.
 
->>> from purenoise.report import load_run, make_report, format_table, aggregate
->>> print(format_table(["runs/erm", "runs/drs", "runs/open"]))      # doctest: +SKIP
->>> make_report(["runs/erm", "runs/drs", "runs/open"])              # doctest: +SKIP
+>>> from purenoise.report import make_report, format_table
+>>> make_report(["runs/erm_s0", "runs/erm_s1", "runs/open_s0", "runs/open_s1"])  # doctest: +SKIP
 PosixPath('runs/report/report.md')
 """
 from __future__ import annotations
@@ -16,21 +17,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import numbers
 import os
 import re
-import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
-import yaml
 
 from purenoise.engine.checkpoint import atomic_write_text
-from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
+from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference
+from purenoise.runs import (
+    HEADERS,
+    MAIN_METRICS,
+    Run,
+    RunLike,
+    aggregate,
+    format_aggregate,
+    format_table,
+    load_run,
+    load_runs,
+    minority_half_accuracy,
+    pct,
+    run_labels,
+    summarize,
+)
 
 __all__ = [
     "Run",
@@ -41,324 +52,70 @@ __all__ = [
     "aggregate",
     "format_aggregate",
     "make_report",
+    "report_entries",
+    "paired_table",
     "MAIN_METRICS",
 ]
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "samples.pt")
-FRACTION_KEYS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "gmean", "ece")
-EPOCH_NUMBER_KEYS = ("lr", "train_loss", "train_acc", "noise_frac", "images_per_s", "time_s",
-                     "test_top1", "test_balanced_acc")
-#: Metrics of the comparison table and of :func:`aggregate` (all fractions).
-MAIN_METRICS = ("top1", "balanced_acc", "many", "medium", "few", "minority_half", "ece")
-HEADERS = {"run": "Run", "method": "Method", "top1": "Top-1", "balanced_acc": "Bal. acc",
-           "many": "Many", "medium": "Medium", "few": "Few", "minority_half": "Minority half",
-           "ece": "ECE", "gmean": "G-mean", "top5": "Top-5"}
 PER_CLASS_TABLE_MAX = 30
-
-RunLike = Union["Run", str, os.PathLike]
-
-
-@dataclass
-class Run:
-    """The contents of one run folder; ``eval`` and ``samples`` are ``None`` when absent."""
-
-    path: Path
-    name: str
-    config: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    eval: dict[str, Any] | None
-    samples: dict[str, Any] | None
-    notes: list[str] = field(default_factory=list)  # what is missing or was skipped, in words
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A field from the config, else eval.json, else ``default``."""
-        if self.config.get(key) is not None:
-            return self.config[key]
-        if self.eval and self.eval.get(key) is not None:
-            return self.eval[key]
-        return default
-
-    @property
-    def method(self) -> str:
-        return str(self.get("method", "?"))
-
-    @property
-    def epochs_done(self) -> int:
-        return max((m["epoch"] for m in self.metrics), default=-1) + 1
-
-    @property
-    def defer_epoch(self) -> int | None:
-        """0-based epoch from which sampling was class-balanced after instance sampling.
-
-        Read from the ``sampling`` field of metrics.jsonl when logged, else from the config for
-        the deferred schemes (``drs``, ``open``). ``None`` when sampling never switched.
-        """
-        prev = None
-        for m in self.metrics:
-            s = m.get("sampling")
-            if s == "balanced" and prev == "instance":
-                return int(m["epoch"])
-            prev = s if s is not None else prev
-        if any(m.get("sampling") is not None for m in self.metrics):
-            return None
-        d = self.config.get("defer_epoch")
-        if self.method in ("drs", "open") and isinstance(d, numbers.Integral) and d > 0:
-            return int(d)
-        return None
-
-    @property
-    def status(self) -> str:
-        total = self.config.get("epochs")
-        if self.eval is not None:
-            return "complete"
-        done = f"{self.epochs_done}/{total}" if total else str(self.epochs_done)
-        return f"no eval.json ({done} epochs logged)"
+PAIRED_METRICS = ("top1", "minority_half")
+CSV_COLUMNS = ("run", "method", "dataset", "model", "seed", "epochs", "status", "top1", "top5", "balanced_acc",
+               "many", "medium", "few", "minority_half", "gmean", "ece", "nll", "path")
+METRIC_NOTE = ("Many / Medium / Few: classes with more than 100, 20 to 100, and fewer than 20 training images "
+               "(\"-\": no class in the group). Minority half: mean accuracy of the half of the classes with the "
+               "fewest training images. ECE: expected calibration error (15 bins).")
 
 
-# ----------------------------------------------------------------------------------- loading
-def _is_num(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+def report_entries(runs: Sequence[Run]) -> list[Replicates]:
+    """The report's entries: one per configuration, its seeds together.
 
-
-def _read_metrics(path: Path, notes: list[str]) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if no == len(lines) and not text.endswith("\n"):  # last line still being written
-                notes.append(f"metrics.jsonl: ignored an incomplete last line {no} (still being written?)")
-                break
-            raise DataError(f"{path}, line {no}: not valid JSON ({e.msg}): {line[:80]!r}") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}, line {no}: expected a JSON object per epoch, got {type(rec).__name__}")
-        ep = rec.get("epoch")
-        if not isinstance(ep, int) or isinstance(ep, bool) or ep < 0:
-            raise DataError(f"{path}, line {no}: key 'epoch' must be an integer >= 0, got {ep!r}")
-        for k in EPOCH_NUMBER_KEYS:
-            if rec.get(k) is not None and not _is_num(rec[k]):
-                raise DataError(f"{path}, line {no}: key {k!r} must be a number, got {rec[k]!r}")
-        if rec.get("sampling") not in (None, "instance", "balanced"):
-            raise DataError(f"{path}, line {no}: key 'sampling' must be 'instance' or 'balanced', "
-                            f"got {rec['sampling']!r}")
-        if ep in by_epoch:
-            notes.append(f"metrics.jsonl: epoch {ep} logged twice (a resumed run?); kept line {no}")
-        by_epoch[ep] = rec
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _check_eval(d: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(d).__name__}")
-    d = dict(d)
-
-    def frac(key: str, v: Any) -> float | None:
-        if v is None or (_is_num(v) and math.isnan(v)):
-            return None
-        if not _is_num(v) or not -1e-6 <= v <= 1 + 1e-6:
-            raise DataError(f"{path}: key {key!r} must be a fraction in [0, 1] or null, got {v!r}")
-        return float(v)
-
-    for k in FRACTION_KEYS:
-        if k in d:
-            d[k] = frac(k, d[k])
-    for k in ("per_class_acc", "groups5"):
-        if d.get(k) is not None:
-            if not isinstance(d[k], list):
-                raise DataError(f"{path}: key {k!r} must be a list, got {type(d[k]).__name__}")
-            d[k] = [frac(f"{k}[{i}]", v) for i, v in enumerate(d[k])]
-    n = len(d["per_class_acc"]) if d.get("per_class_acc") is not None else None
-    for k in ("class_counts", "class_names"):
-        v = d.get(k)
-        if v is None:
-            continue
-        ok = isinstance(v, list) and all(
-            (isinstance(x, int) and not isinstance(x, bool) and x >= 0) if k == "class_counts" else isinstance(x, str)
-            for x in v)
-        if not ok:
-            raise DataError(f"{path}: key {k!r} must be a list of "
-                            + ("non-negative integers" if k == "class_counts" else "strings"))
-        if n is not None and len(v) != n:
-            raise DataError(f"{path}: key {k!r} has {len(v)} entries but per_class_acc has {n}")
-    cm = d.get("confusion")
-    if cm is not None:
-        c = len(cm) if isinstance(cm, list) else -1
-        if c < 0 or any(not isinstance(r, list) or len(r) != c for r in cm) or (n is not None and c != n):
-            raise DataError(f"{path}: key 'confusion' must be a square C x C list of lists"
-                            + (f" with C = {n}" if n is not None else ""))
-    return d
-
-
-def load_run(run_dir: RunLike) -> Run:
-    """Read a run folder. Missing files are noted in ``Run.notes``; malformed ones raise DataError."""
-    if isinstance(run_dir, Run):
-        return run_dir
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise DataNotFoundError(f"run folder {path} does not exist (or is not a folder)")
-    if not any((path / f).exists() for f in RUN_FILES):
-        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / f).exists() for f in RUN_FILES))
-        hint = f"; it holds run folders {', '.join(subs)}: pass those instead" if subs else ""
-        raise DataError(f"{path} is not a run folder: none of {', '.join(RUN_FILES)} is in it{hint}")
-    notes: list[str] = []
-    config: dict[str, Any] = {}
-    f = path / "config.yaml"
-    if f.exists():
-        try:
-            loaded = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark is not None else ""
-            raise DataError(f"{f}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise DataError(f"{f}: expected a mapping of config keys, got {type(loaded).__name__}")
-        config = loaded or {}
-    else:
-        notes.append("config.yaml is missing")
-    f = path / "metrics.jsonl"
-    metrics = _read_metrics(f, notes) if f.exists() else []
-    if not f.exists():
-        notes.append("metrics.jsonl is missing: no training curves")
-    elif not metrics:
-        notes.append("metrics.jsonl has no completed epoch yet")
-    f = path / "eval.json"
-    ev = None
-    if f.exists():
-        try:
-            ev = _check_eval(json.loads(f.read_text(encoding="utf-8")), f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{f}, line {e.lineno}: not valid JSON ({e.msg})") from None
-    else:
-        notes.append("eval.json is missing (still training, or evaluation failed): no test metrics")
-    f = path / "samples.pt"
-    samples = None
-    if f.exists():
-        import torch
-
-        try:
-            samples = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise DataError(f"{f}: cannot be read as a torch.save'd dict ({type(e).__name__}: {e})") from None
-        if not isinstance(samples, dict):
-            raise DataError(f"{f}: expected a dict with 'natural' and 'noise' images, got {type(samples).__name__}")
-    name = str(config.get("name") or (ev or {}).get("run") or path.name)
-    return Run(path=path, name=name, config=config, metrics=metrics, eval=ev, samples=samples, notes=notes)
-
-
-def _load_all(runs: RunLike | Iterable[RunLike]) -> list[Run]:
-    if isinstance(runs, (str, os.PathLike, Run)):
-        runs = [runs]
-    out = [load_run(r) for r in runs]
-    if not out:
-        raise PureNoiseError("no run folders given")
-    return out
-
-
-# ----------------------------------------------------------------------------------- metrics
-def minority_half_accuracy(per_class_acc: Sequence[float | None], class_counts: Sequence[int]) -> float | None:
-    """Mean accuracy of the ``C // 2`` classes (at least one) with the fewest training images.
-
-    Ties in count are broken by class index. Classes without test images (``None``) are skipped.
+    When no two runs share a configuration, each run is its own entry, labelled as in
+    :func:`~purenoise.runs.format_table`.
     """
-    if not per_class_acc or class_counts is None or len(class_counts) != len(per_class_acc):
-        return None
-    order = np.argsort(np.asarray(class_counts), kind="stable")[: max(1, len(class_counts) // 2)]
-    vals = [per_class_acc[i] for i in order if per_class_acc[i] is not None]
-    return float(np.mean(vals)) if vals else None
+    groups = group_replicates(runs)
+    if all(len(g.runs) == 1 for g in groups):
+        return [Replicates(lab, [r], [r.config.get("seed")]) for lab, r in zip(run_labels(runs), runs)]
+    return groups
 
 
-def summarize(run: RunLike) -> dict[str, Any]:
-    """One comparison-table row of a run: identity fields and metrics (fractions; None if absent)."""
-    run = load_run(run)
-    ev = run.eval or {}
-    pca, counts = ev.get("per_class_acc"), ev.get("class_counts")
-    bal = ev.get("balanced_acc")
-    if bal is None and pca and any(v is not None for v in pca):
-        bal = float(np.mean([v for v in pca if v is not None]))
-    return {
-        "run": run.name, "method": run.method, "dataset": run.get("dataset"), "model": run.get("model"),
-        "seed": run.get("seed"), "epochs": run.epochs_done if ev.get("epoch") is None else int(ev["epoch"]) + 1,
-        "status": run.status,
-        "top1": ev.get("top1"), "top5": ev.get("top5"), "balanced_acc": bal,
-        "many": ev.get("many"), "medium": ev.get("medium"), "few": ev.get("few"),
-        "minority_half": minority_half_accuracy(pca, counts) if pca and counts else None,
-        "gmean": ev.get("gmean"), "ece": ev.get("ece"), "nll": ev.get("nll"),
-        "path": str(run.path),
-    }
+def _mean_std(entry: Replicates, metric: str) -> tuple[float | None, float | None]:
+    rows = [summarize(r) for r in entry.runs if r.eval is not None]
+    m, s = mean_std_per_position([[row[metric]] for row in rows])
+    return (m[0], s[0]) if m else (None, None)
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}"
+def _pm(mean: float | None, std: float | None) -> str:
+    return pct(mean) + ("" if std is None else f" ± {100 * std:.2f}")
 
 
-def _labels(runs: Sequence[Run]) -> list[str]:
-    """Run names, made unique with the folder name (then a counter) where they clash."""
-    names = [r.name for r in runs]
-    out = [n if names.count(n) == 1 else f"{n} ({r.path.name})" for n, r in zip(names, runs)]
-    return [o if out.count(o) == 1 else f"{o} #{i + 1}" for i, o in enumerate(out)]
+def _ci(d: dict[str, Any]) -> str:
+    if d["mean"] is None:
+        return "-"
+    s = f"{100 * d['mean']:+.2f}"
+    if d["std"] is not None:
+        s += f" ± {100 * d['std']:.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
+    return s
 
 
-def format_table(runs: RunLike | Iterable[RunLike], metrics: Sequence[str] = MAIN_METRICS) -> str:
-    """A fixed-width table of runs for a terminal; accuracies (and ECE) in % with 2 decimals."""
-    runs = _load_all(runs)
-    rows = [summarize(r) for r in runs]
-    cols = ["run", "method", *metrics]
-    cells = [[HEADERS.get(c, c) + ("" if c in ("run", "method") else " %") for c in cols]]
-    for lab, row in zip(_labels(runs), rows):
-        cells.append([lab, row["method"]] + [_pct(row[m]) for m in metrics])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+def paired_table(entries: Sequence[Replicates], metrics: Sequence[str] = PAIRED_METRICS,
+                 pairs: Sequence[tuple[int, int]] | None = None) -> list[list[str]]:
+    """Rows ``later − earlier`` for entries that share at least two seeds.
 
-    def fmt(r: list[str]) -> str:  # text columns left-aligned, numbers right-aligned
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
-    lines += [f"* {lab}: {r.status}" for lab, r in zip(_labels(runs), runs) if r.eval is None]
-    return "\n".join(lines)
-
-
-def aggregate(runs: RunLike | Iterable[RunLike], by: Sequence[str] = ("method",),
-              metrics: Sequence[str] = MAIN_METRICS) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation (ddof=1) of ``metrics`` over runs grouped by ``by``.
-
-    Group keys are looked up in the config, then eval.json (e.g. ``("dataset", "method")``).
-    Returns one dict per group, in order of first appearance: the ``by`` keys, ``n`` (runs with
-    eval.json), ``runs`` (their names), and ``<metric>_mean`` / ``<metric>_std`` (fractions;
-    std is None for a single run, both None when no run has the metric). Runs without eval.json
-    are left out and named in ``missing``.
+    Each metric cell is ``mean ± std [95% interval]`` of the seed-by-seed difference, in points;
+    ``pairs`` (indices into ``entries``) chooses the comparisons, default every pair in order.
     """
-    groups: dict[tuple, list[Run]] = {}
-    for r in _load_all(runs):
-        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
-    out = []
-    for key, members in groups.items():
-        done = [r for r in members if r.eval is not None]
-        rows = [summarize(r) for r in done]
-        row: dict[str, Any] = dict(zip(by, key))
-        row.update(n=len(done), runs=[r.name for r in done], missing=[r.name for r in members if r.eval is None])
+    rows = []
+    for i, j in pairs if pairs is not None else [(i, j) for i in range(len(entries)) for j in range(i + 1, len(entries))]:
+        a, b = entries[j], entries[i]
+        cells, seeds, wins = [], None, []
         for m in metrics:
-            vals = [x[m] for x in rows if x[m] is not None]
-            row[f"{m}_mean"] = statistics.fmean(vals) if vals else None
-            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
-        out.append(row)
-    return out
-
-
-def format_aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("method",),
-                     metrics: Sequence[str] = MAIN_METRICS) -> str:
-    """A Markdown table of :func:`aggregate` rows: ``mean ± std`` in % with 2 decimals."""
-    head = [*by, "n", *(HEADERS.get(m, m) for m in metrics)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (len(by) + 1) + ["---:"] * len(metrics)) + "|"]
-    for row in rows:
-        cells = [str(row[k]) for k in by] + [str(row["n"])]
-        for m in metrics:
-            mu, sd = row[f"{m}_mean"], row[f"{m}_std"]
-            cells.append("-" if mu is None else _pct(mu) + ("" if sd is None else f" ± {100 * sd:.2f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            d = paired_difference(a, b, lambda r, m=m: summarize(r)[m] if r.eval is not None else None)
+            cells.append(_ci(d))
+            seeds = seeds or d["seeds"]
+            wins.append(f"{d['wins']}/{d['n']}")
+        if seeds is not None and len(seeds) >= 2:
+            rows.append([f"{a.label} − {b.label}", ", ".join(map(str, seeds)), *cells, " ".join(wins)])
+    return rows
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -382,13 +139,6 @@ def _group_labels(counts: Sequence[int] | None, g: int) -> list[str]:
         hi, lo = max(counts[i] for i in idx), min(counts[i] for i in idx)
         out.append(f"G{j + 1}\n{hi:,}" + (f"–{lo:,}" if lo != hi else "") + " imgs")
     return out
-
-
-CSV_COLUMNS = ("run", "method", "dataset", "model", "seed", "epochs", "status", "top1", "top5", "balanced_acc",
-               "many", "medium", "few", "minority_half", "gmean", "ece", "nll", "path")
-METRIC_NOTE = ("Many / Medium / Few: classes with more than 100, 20 to 100, and fewer than 20 training images "
-               "(\"-\": no class in the group). Minority half: mean accuracy of the half of the classes with the "
-               "fewest training images. ECE: expected calibration error (15 bins).")
 
 
 def _write_comparison(rows: Sequence[dict[str, Any]], out: Path) -> None:
@@ -418,51 +168,123 @@ class _Page:
             self.md += ["", f"![{alt}]({path.name})"] + (["", caption] if caption else [])
 
 
-def _per_class_sections(page: _Page, evald: list[tuple[str, Run]], ref: dict[str, Any]) -> None:
+def _per_class(entries: Sequence[Replicates], key: str, n: int):
+    """Mean and std per class of eval.json's ``key`` for each entry that has it for ``n`` classes."""
+    means, stds = {}, {}
+    if n == 0:
+        return means, stds
+    for e in entries:
+        rows = [r.eval[key] for r in e.runs if r.eval is not None and len(r.eval.get(key) or ()) == n]
+        if rows:
+            means[e.label], stds[e.label] = mean_std_per_position(rows)
+    return means, stds
+
+
+def _per_class_sections(page: _Page, entries: list[Replicates], ref: dict[str, Any]) -> None:
     from purenoise import plots
 
     counts, names = ref["class_counts"], ref.get("class_names")
-    same = [(lab, r) for lab, r in evald if len(r.eval.get("per_class_acc") or ()) == len(counts)]
-    if len(same) < len(evald):
-        left = ", ".join(lab for lab, r in evald if (lab, r) not in same)
-        page.add("", f"Not in the per-class figures (no accuracy for these {len(counts)} classes): {left}.")
+    n = len(counts)
+    accs, errs = _per_class(entries, "per_class_acc", n)
+    left = [e.label for e in entries if e.label not in accs and any(r.eval for r in e.runs)]
+    if left:
+        page.add("", f"Not in the per-class figures (no accuracy for these {n} classes): {', '.join(left)}.")
     page.add("", "## Per-class accuracy against training-set size")
-    accs = {lab: r.eval["per_class_acc"] for lab, r in same}
-    page.figure("per-class accuracy", plots.plot_per_class(accs, counts, names, page.out / "per_class_accuracy.png"),
+    seeds = any(len(e.runs) > 1 for e in entries)
+    page.figure("per-class accuracy", plots.plot_per_class(accs, counts, names, page.out / "per_class_accuracy.png",
+                                                           errors=errs if seeds else None),
                 "Classes from the most to the least frequent in training (top: training images per class, "
                 "log scale; bottom: test accuracy of each run). The legend gives each run's mean per-class "
-                "accuracy (= balanced accuracy).")
-    if len(counts) <= PER_CLASS_TABLE_MAX:
-        order = np.argsort(-np.asarray(counts), kind="stable")
+                "accuracy (= balanced accuracy)." + (" Bars: mean over seeds; whiskers: ± one standard "
+                                                     "deviation." if seeds else ""))
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    if n <= PER_CLASS_TABLE_MAX:
         page.table(["Class", "Train images", *accs],
-                   [[names[i] if names else i, counts[i], *(_pct(a[i]) for a in accs.values())] for i in order])
-    g5 = {lab: r.eval["groups5"] for lab, r in same if r.eval.get("groups5")}
+                   [[names[i] if names else i, counts[i], *(_pm(accs[k][i], errs[k][i]) for k in accs)]
+                    for i in order])
+    g5, g5e = _per_class(entries, "groups5", max((len(r.eval.get("groups5") or ()) for e in entries
+                                                  for r in e.runs if r.eval), default=0))
     if g5:
         glabels = _group_labels(counts, max(len(v) for v in g5.values()))
         page.add("", "## Accuracy by class-frequency group")
-        page.figure("frequency groups", plots.plot_groups(g5, page.out / "frequency_groups.png", glabels),
+        page.figure("frequency groups", plots.plot_groups(g5, page.out / "frequency_groups.png", glabels,
+                                                          errors=g5e if seeds else None),
                     "The classes split into 5 equal groups by training count, G1 the most frequent.")
         page.table(["Run", *(g.replace("\n", " ") for g in glabels)],
-                   [[lab, *(_pct(v) for v in vals)] for lab, vals in g5.items()])
+                   [[lab, *(_pm(m, s) for m, s in zip(vals, g5e[lab]))] for lab, vals in g5.items()])
+    train, train_err = _per_class(entries, "train_per_class_acc", n)
+    if train:
+        page.add("", "## Training against test accuracy per class",
+                 "", "Training accuracy is measured at the end of training in eval mode on the un-augmented "
+                 "long-tailed training set; a class near 100% on training images and far lower on test images is "
+                 "memorized, the failure OPeN addresses.")
+        page.figure("train vs test", plots.plot_train_test(
+            train, {k: accs[k] for k in train if k in accs}, counts, names, page.out / "train_vs_test.png",
+            train_errors=train_err if seeds else None, test_errors=errs if seeds else None))
+        if n <= PER_CLASS_TABLE_MAX:
+            page.table(["Class", "Train images", *(f"{k}: train / test" for k in train)],
+                       [[names[i] if names else i, counts[i],
+                         *(f"{_pm(train[k][i], train_err[k][i])} / {_pm(accs.get(k, [None] * n)[i], errs.get(k, [None] * n)[i])}"
+                           for k in train)] for i in order])
 
 
-def _curves_section(page: _Page, labels: list[str], runs: list[Run]) -> None:
+def _mean_curves(entry: Replicates) -> list[dict[str, Any]]:
+    """Per-epoch mean over the entry's runs of every numeric key all of them logged."""
+    runs = [r for r in entry.runs if r.metrics]
+    if len(runs) == 1:
+        return runs[0].metrics
+    by = [{m["epoch"]: m for m in r.metrics} for r in runs]
+    out = []
+    for ep in sorted(set.intersection(*(set(b) for b in by))):
+        recs = [b[ep] for b in by]
+        rec = {"epoch": ep, "sampling": recs[0].get("sampling")}
+        for k, v in recs[0].items():
+            vals = [x.get(k) for x in recs]
+            if k != "epoch" and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+                rec[k] = float(np.mean(vals))
+        out.append(rec)
+    return out
+
+
+def _curves_section(page: _Page, entries: list[Replicates]) -> None:
     from purenoise import plots
 
-    curves = {lab: r.metrics for lab, r in zip(labels, runs) if r.metrics}
+    curves = {e.label: _mean_curves(e) for e in entries if any(r.metrics for r in e.runs)}
     if not curves:
         return
-    defer = {lab: r.defer_epoch for lab, r in zip(labels, runs)}
+    defer = {e.label: e.runs[0].defer_epoch for e in entries}
     switched = [f"{lab} at epoch {d}" for lab, d in defer.items() if d is not None and lab in curves]
     tested = any(m.get("test_balanced_acc") is not None or m.get("test_top1") is not None
                  for v in curves.values() for m in v)
     caption = ("Loss and accuracy on the training batches (natural rows only; after the switch they are "
                "class-balanced, so train accuracy is not comparable across the switch)"
                + (", and test accuracy where it was evaluated during training." if tested else "."))
+    if any(len(e.runs) > 1 for e in entries):
+        caption += " Curves are means over each entry's seeds."
     if switched:
         caption += f" Dotted line: switch from instance to class-balanced sampling ({'; '.join(switched)})."
     page.add("", "## Training curves")
     page.figure("training curves", plots.plot_curves(curves, page.out / "training_curves.png", defer), caption)
+
+
+def _results_section(page: _Page, entries: list[Replicates], rows: list[dict[str, Any]]) -> None:
+    page.add("", "## Results")
+    if all(len(e.runs) == 1 for e in entries):
+        page.table([HEADERS[c] + ("" if c in ("run", "method") else " (%)") for c in ("run", "method", *MAIN_METRICS)],
+                   [[row["run"], row["method"], *(pct(row[m]) for m in MAIN_METRICS)] for row in rows], right_from=2)
+    else:
+        page.add("", "One row per configuration: mean ± standard deviation over its seeds (sample std, ddof 1).")
+        page.table(["Configuration", "Method", "Seeds", *(HEADERS[m] + " (%)" for m in MAIN_METRICS)],
+                   [[e.label, e.method, ", ".join(str(r.config.get("seed", "?")) for r in e.runs if r.eval is not None),
+                     *(_pm(*_mean_std(e, m)) for m in MAIN_METRICS)] for e in entries], right_from=3)
+        paired = paired_table(entries)
+        if paired:
+            page.add("", "## Paired differences",
+                     "", "Seed by seed (the same seed: the same subset, initialization and, for branched runs, "
+                     "the same first phase), in points: mean ± std [95% t-interval over the seeds]. Wins: "
+                     "seeds on which the first entry is ahead.")
+            page.table(["Difference", "Seeds", *(HEADERS[m] for m in PAIRED_METRICS), "Wins"], paired, right_from=2)
+    page.add("", METRIC_NOTE)
 
 
 def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLike | None = None,
@@ -473,8 +295,9 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
     """
     from purenoise import plots
 
-    runs = _load_all(run_dirs)
-    labels = _labels(runs)
+    runs = load_runs(run_dirs)
+    labels = run_labels(runs)
+    entries = report_entries(runs)
     if out_dir is not None:
         out = Path(out_dir)
     else:
@@ -496,29 +319,30 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
     notes = [f"- **{lab}**: {n}" for lab, r in zip(labels, runs) for n in r.notes]
     if notes:
         page.add("", "What is missing or was skipped:", "", *notes)
-    page.add("", "## Results")
-    page.table([HEADERS[c] + ("" if c in ("run", "method") else " (%)") for c in ("run", "method", *MAIN_METRICS)],
-               [[row["run"], row["method"], *(_pct(row[m]) for m in MAIN_METRICS)] for row in rows], right_from=2)
-    page.add("", METRIC_NOTE)
+    _results_section(page, entries, rows)
 
-    evald = [(lab, r) for lab, r in zip(labels, runs) if r.eval is not None]
-    ref = next((r.eval for _, r in evald if r.eval.get("per_class_acc") and r.eval.get("class_counts")), None)
+    evald = [r for r in runs if r.eval is not None]
+    ref = next((r.eval for r in evald if r.eval.get("per_class_acc") and r.eval.get("class_counts")), None)
     if ref is not None:
-        _per_class_sections(page, evald, ref)
+        _per_class_sections(page, entries, ref)
     elif evald:
         page.add("", "No eval.json holds both `per_class_acc` and `class_counts`: per-class figures skipped.")
-    cms = [(lab, r) for lab, r in evald if r.eval.get("confusion")]
+    cms = [(e, [r for r in e.runs if r.eval is not None and r.eval.get("confusion")]) for e in entries]
+    cms = [(e, rs) for e, rs in cms if rs]
     if cms:
         page.add("", "## Confusion matrices", "",
-                 "Rows are true classes, normalised to 100%; classes ordered by training count.")
-        for lab, r in cms:
-            page.add("", f"### {lab}")
-            ev = r.eval
-            page.figure(f"confusion {lab}", plots.plot_confusion(
-                ev["confusion"], ev.get("class_names"), out / f"confusion_{_slug(lab)}.png", ev.get("class_counts"),
-                title=f"Confusion matrix: {lab}"))
-    _curves_section(page, labels, runs)
-    smp = [(lab, r) for lab, r in zip(labels, runs) if r.samples]
+                 "Rows are true classes, normalised to 100%; classes ordered by training count"
+                 + ("; an entry's seeds are summed." if any(len(rs) > 1 for _, rs in cms) else "."))
+        for e, rs in cms:
+            ev = rs[0].eval
+            total = np.sum([np.asarray(r.eval["confusion"]) for r in rs], axis=0).tolist()
+            page.add("", f"### {e.label}")
+            page.figure(f"confusion {e.label}", plots.plot_confusion(
+                total, ev.get("class_names"), out / f"confusion_{_slug(e.label)}.png", ev.get("class_counts"),
+                title=f"Confusion matrix: {e.label}"))
+    _curves_section(page, entries)
+    smp = [(e.label, next((r for r in e.runs if r.samples), None)) for e in entries]
+    smp = [(lab, r) for lab, r in smp if r is not None]
     if smp:
         page.add("", "## Images trained on: real and pure noise", "",
                  "Pure-noise images (OPeN) are trained as the minority class named above them.")

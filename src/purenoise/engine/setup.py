@@ -14,7 +14,7 @@ from purenoise.darbn import convert_darbn
 from purenoise.errors import ConfigError, ModelError
 
 __all__ = ["RunData", "build_data", "augment_name", "default_transforms", "build_model", "check_branch_compatible",
-           "load_model_state", "export_state", "NOISE_METHODS"]
+           "load_model_state", "export_state", "NOISE_METHODS", "FREE_ON_RESUME"]
 
 NOISE_METHODS = ("open", "noise_aug")
 
@@ -143,7 +143,7 @@ _PHASE1_KEYS = ("dataset", "ratio", "profile", "subset_seed", "dataset_options",
                 "warmup_epochs", "milestones", "lr_decay", "grad_clip", "amp", "limit_batches", "noise",
                 "channels_last", "loader")
 # A resumed run may change only what does not alter its results.
-_FREE_ON_RESUME = ("name", "progress", "workers", "eval_every", "checkpoint_every", "tensorboard",
+FREE_ON_RESUME = ("name", "progress", "workers", "eval_every", "checkpoint_every", "tensorboard",
                    "device", "data_root", "download", "compile", "save_samples", "memorization")
 
 
@@ -151,7 +151,7 @@ def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], p
                             same_run: bool) -> None:
     """Refuse a resume/branch whose config would not continue the same computation."""
     if same_run:
-        keys = [k for k in cfg if k not in _FREE_ON_RESUME]
+        keys = [k for k in cfg if k not in FREE_ON_RESUME]
     else:
         keys = list(_PHASE1_KEYS)
         if parent.get("method") == "rs" or cfg["method"] == "rs":

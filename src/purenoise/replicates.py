@@ -1,0 +1,134 @@
+"""Runs that repeat one configuration with different seeds: groups, mean ± std, paired differences.
+
+Two runs are replicates when their resolved configs agree on every key that can change a result:
+all keys except ``seed`` and those that change no number (``FREE_ON_RESUME``: name, device, workers,
+progress, ...). Methods compared on the same seeds are compared **paired**: the difference of a
+metric is taken seed by seed (OPeN seed 0 minus DRS seed 0, ...), which removes what the seeds
+share (the subset, the initialization, the first phase of branched runs), and summarized with a
+95% t-interval over the seeds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from purenoise.engine.setup import FREE_ON_RESUME
+
+__all__ = ["Replicates", "group_replicates", "t_quantile", "mean_interval", "paired_difference",
+           "mean_std_per_position"]
+
+# Two-sided 95% quantiles of Student's t for 1 ... 30 degrees of freedom (standard tables).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+_SEED_SUFFIX = re.compile(r"[_\-.]?(?:s|seed)[_\-]?\d+$")
+
+
+@dataclass
+class Replicates:
+    """Runs of one configuration, sorted by seed; ``label`` names the configuration."""
+
+    label: str
+    runs: list[Any]  # purenoise.runs.Run
+    seeds: list[Any]
+
+    @property
+    def method(self) -> str:
+        return self.runs[0].method
+
+
+def _result_key(run: Any) -> str:
+    if not run.config:  # nothing says what the run was: it is its own configuration
+        return f"path:{run.path}"
+    cfg = {k: v for k, v in run.config.items() if k != "seed" and k not in FREE_ON_RESUME}
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def _label(runs: Sequence[Any]) -> str:
+    stems = {_SEED_SUFFIX.sub("", r.name) for r in runs}
+    if len(stems) == 1:
+        stem = stems.pop()
+        return stem if len(runs) > 1 or stem != runs[0].name else runs[0].name
+    return f"{runs[0].name} (+{len(runs) - 1} seeds)"
+
+
+def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
+    """Group runs whose configs differ only in their seed, in order of first appearance.
+
+    Labels are the run names without their seed suffix (``..._s0`` -> ``...``) where the members
+    agree on it; a label that two groups would share gets the first distinguishing config values.
+    """
+    groups: dict[str, list[Any]] = {}
+    for r in runs:
+        groups.setdefault(_result_key(r), []).append(r)
+    out = []
+    for members in groups.values():
+        members = sorted(members, key=lambda r: (r.config.get("seed") is None, r.config.get("seed", 0), r.name))
+        out.append(Replicates(_label(members), members, [r.config.get("seed") for r in members]))
+    labels = [g.label for g in out]
+    for g in out:
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label} [{g.runs[0].path.name}]"
+    return out
+
+
+def t_quantile(df: int) -> float:
+    """Two-sided 95% quantile of Student's t with ``df`` degrees of freedom (``df >= 1``).
+
+    Table values up to 30; above, the Cornish-Fisher expansion around the normal quantile, which
+    agrees with the exact value to better than 1e-3 there.
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def mean_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std (ddof 1) and the 95% t-interval of the mean; std and interval need n >= 2."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(vals)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "lo": None, "hi": None}
+    mean = statistics.fmean(vals)
+    if n < 2:
+        return {"n": 1, "mean": mean, "std": None, "lo": None, "hi": None}
+    std = statistics.stdev(vals)
+    half = t_quantile(n - 1) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "lo": mean - half, "hi": mean + half}
+
+
+def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float | None]) -> dict[str, Any]:
+    """``value(a's run) - value(b's run)`` over the seeds both groups have, with its 95% interval.
+
+    Returns :func:`mean_interval`'s keys plus ``seeds`` (those paired) and ``wins`` (how many
+    differences are positive).
+    """
+    b_by_seed = {s: r for s, r in zip(b.seeds, b.runs) if s is not None}
+    seeds, diffs = [], []
+    for s, r in zip(a.seeds, a.runs):
+        if s in b_by_seed:
+            va, vb = value(r), value(b_by_seed[s])
+            if va is not None and vb is not None:
+                seeds.append(s)
+                diffs.append(va - vb)
+    return {**mean_interval(diffs), "seeds": seeds, "wins": sum(d > 0 for d in diffs)}
+
+
+def mean_std_per_position(rows: Sequence[Sequence[float | None]]) -> tuple[list[float | None], list[float | None]]:
+    """Element-wise mean and sample std of equal-length lists (``None`` entries skipped)."""
+    if not rows:
+        return [], []
+    means, stds = [], []
+    for col in zip(*rows):
+        vals = [v for v in col if v is not None]
+        means.append(statistics.fmean(vals) if vals else None)
+        stds.append(statistics.stdev(vals) if len(vals) > 1 else None)
+    return means, stds

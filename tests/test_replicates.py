@@ -1,0 +1,103 @@
+"""Seed replicates: grouping, t-intervals, paired differences, and the grouped report."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+import yaml
+
+from purenoise.replicates import group_replicates, mean_interval, paired_difference, t_quantile
+from purenoise.report import make_report, paired_table, report_entries
+from purenoise.runs import load_run, summarize
+
+from .test_report import ACCS, write_run
+
+SHIFTS = [0.0, 0.02, -0.01]  # seed-to-seed variation shared by the methods of a seed
+
+
+@pytest.fixture(scope="module")
+def nine_runs(tmp_path_factory):
+    """ERM, DRS and OPeN with seeds 0-2, written method-major like a user's folders."""
+    root = tmp_path_factory.mktemp("nine")
+    paths = []
+    for m in ("erm", "drs", "open"):
+        for seed, shift in enumerate(SHIFTS):
+            d = write_run(root, m, seed=seed, name=f"{m}_s{seed}", acc=[min(1.0, a + shift) for a in ACCS[m]])
+            ev = json.loads((d / "eval.json").read_text())
+            ev["train_per_class_acc"] = [1.0] * 7 + [0.98 + 0.01 * seed, 1.0, 0.97]
+            (d / "eval.json").write_text(json.dumps(ev))
+            paths.append(d)
+    return paths
+
+
+def test_t_quantiles():
+    assert t_quantile(1) == 12.706 and t_quantile(2) == 4.303 and t_quantile(4) == 2.776
+    assert t_quantile(30) == 2.042
+    assert t_quantile(60) == pytest.approx(2.000, abs=1e-3) and t_quantile(120) == pytest.approx(1.980, abs=1e-3)
+    with pytest.raises(ValueError):
+        t_quantile(0)
+
+
+def test_mean_interval():
+    d = mean_interval([1.0, 2.0, 3.0])
+    assert d["mean"] == 2.0 and d["std"] == 1.0
+    assert d["lo"] == pytest.approx(2.0 - 4.303 / math.sqrt(3)) and d["hi"] == pytest.approx(2.0 + 4.303 / math.sqrt(3))
+    assert mean_interval([5.0]) == {"n": 1, "mean": 5.0, "std": None, "lo": None, "hi": None}
+    assert mean_interval([])["mean"] is None
+
+
+def test_groups_differ_only_in_seed(nine_runs, tmp_path):
+    runs = [load_run(p) for p in nine_runs]
+    groups = group_replicates(runs)
+    assert [g.label for g in groups] == ["erm", "drs", "open"]
+    assert all(g.seeds == [0, 1, 2] for g in groups)
+    # A changed result key (delta) splits a group; a free key (workers) does not.
+    d = write_run(tmp_path, "open", seed=3, name="open_s3")
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    (d / "config.yaml").write_text(yaml.safe_dump({**cfg, "workers": 7}))
+    e = write_run(tmp_path, "open", seed=0, name="open_s0")
+    (e / "config.yaml").write_text(yaml.safe_dump({**cfg, "seed": 0, "delta": 0.5}))
+    groups = group_replicates(runs + [load_run(d), load_run(e)])
+    assert [len(g.runs) for g in groups] == [3, 3, 4, 1]
+
+
+def test_paired_difference_is_seed_by_seed(nine_runs):
+    groups = {g.label: g for g in group_replicates([load_run(p) for p in nine_runs])}
+    d = paired_difference(groups["open"], groups["drs"], lambda r: summarize(r)["top1"])
+    diffs = [summarize(o)["top1"] - summarize(r)["top1"] for o, r in zip(groups["open"].runs, groups["drs"].runs)]
+    assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert d["std"] == pytest.approx(statistics.stdev(diffs))
+    assert d["wins"] == sum(x > 0 for x in diffs)
+    # Unpaired seeds are left out.
+    groups["drs"].seeds[2] = 9
+    assert paired_difference(groups["open"], groups["drs"], lambda r: summarize(r)["top1"])["seeds"] == [0, 1]
+
+
+def test_grouped_report(nine_runs, tmp_path):
+    text = make_report(nine_runs, out_dir=tmp_path / "rep").read_text()
+    entries = report_entries([load_run(p) for p in nine_runs])
+    assert [e.label for e in entries] == ["erm", "drs", "open"]
+    # One row per configuration with mean ± std, not nine rows.
+    tops = [summarize(p)["top1"] for p in nine_runs[6:]]
+    assert f"| open | open | 0, 1, 2 | {100 * statistics.fmean(tops):.2f} ± {100 * statistics.stdev(tops):.2f} |" in text
+    assert "## Paired differences" in text and "| open − drs | 0, 1, 2 |" in text
+    rows = paired_table(entries)
+    assert [r[0] for r in rows] == ["drs − erm", "open − erm", "open − drs"]
+    # The per-class table has one column per configuration.
+    header = next(line for line in text.splitlines() if line.startswith("| Class | Train images |"))
+    assert header.count("|") == 2 + 3 + 1
+    assert "## Training against test accuracy per class" in text
+    assert (tmp_path / "rep" / "train_vs_test.png").stat().st_size > 0
+    assert "erm: train / test" in text
+    # Error bars and per-run files are still written.
+    assert len(json.loads((tmp_path / "rep" / "comparison.json").read_text())) == 9
+
+
+def test_ungrouped_report_keeps_one_row_per_run(tmp_path):
+    paths = [write_run(tmp_path, m) for m in ("erm", "open")]
+    text = make_report(paths).read_text()
+    assert "## Paired differences" not in text and "Seeds" not in text.split("## Results")[1].split("\n\n")[1]
+    assert np.isfinite(summarize(paths[0])["top1"])
