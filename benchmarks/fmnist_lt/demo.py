@@ -1,10 +1,15 @@
 """The main job (``make demo``): ERM, DRS and OPeN on Fashion-MNIST-LT, compared on the test set.
 
-Trains ERM on Fashion-MNIST-LT (imbalance ratio 100, exponential profile, seed 0) with the small
-ResNet, then DRS and OPeN branched from ERM's checkpoint at the defer epoch (the three share their
-first phase, trained once). Prints one comparison table and writes a report with plots:
+Trains seed 0 of the main cell: ERM on Fashion-MNIST-LT (imbalance ratio 100), then DRS and OPeN
+branched from ERM's checkpoint at the defer epoch (the three share their first phase, trained
+once). The main cell is the one the regime study chose by memorization (``select_cell.py``);
+until it has chosen, the short 30-epoch cell. Prints one comparison table and, under it, the
+study's mean ± std over seeds for the same cell and the paired OPeN − DRS interval, read from the
+study's run folders (``benchmarks/fmnist_lt/runs``), so a run on another machine can be placed in
+the range of seeds: CPU results repeat bit for bit on one CPU model, not across models. Writes a
+report with plots:
 
-    runs/demo/report/report.md   per-class accuracy against class size, noise images, curves
+    runs/demo/report/report.md   per-class accuracy against class size, training vs test accuracy
 
 Data: Debian's dataset-fashion-mnist package when installed, else torchvision's download into
 ./data (pass --no-download to forbid it).
@@ -12,6 +17,7 @@ Data: Debian's dataset-fashion-mnist package when installed, else torchvision's 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +27,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study  # noqa: E402
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def study_range(cell: str, runs: Path = study.RUNS) -> list[str]:
+    """Lines with the study's mean ± std per method of ``cell`` and the paired OPeN − DRS interval."""
+    from purenoise.replicates import Replicates, paired_difference
+    from purenoise.runs import load_run, summarize
+
+    groups = {}
+    for m in ("erm", "drs", "open"):
+        specs = [study.RunSpec(cell, m, s) for s in study.MAIN_SEEDS]
+        done = [s for s in specs if (s.folder(runs) / "eval.json").exists()]
+        if done:
+            groups[m] = Replicates(m, [load_run(s.folder(runs)) for s in done], [s.seed for s in done])
+    if not groups:
+        return [f"The study has no finished run of {cell} yet to compare with."]
+    lines = [f"The study's runs of the same cell ({runs.relative_to(study.REPO)}/{cell}), top-1 %:"]
+    for m, g in groups.items():
+        tops = [100 * summarize(r)["top1"] for r in g.runs]
+        spread = f" ± {statistics.stdev(tops):.2f}" if len(tops) > 1 else ""
+        lines.append(f"  {m:5s} {statistics.fmean(tops):6.2f}{spread}  (seeds {', '.join(map(str, g.seeds))})")
+    if "open" in groups and "drs" in groups:
+        d = paired_difference(groups["open"], groups["drs"], lambda r: summarize(r)["top1"])
+        if d["lo"] is not None:
+            lines.append(f"  OPeN - DRS, paired by seed: {100 * d['mean']:+.2f} points, 95% interval "
+                         f"[{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}] over {d['n']} seeds")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         print("Debian's dataset-fashion-mnist is not installed: torchvision downloads Fashion-MNIST "
               "into ./data", flush=True)
     t0 = time.perf_counter()
-    code = study.main(["--plan", "demo", "--runs", args.runs, *[x for kv in extra for x in ("--set", kv)]])
+    cell = study.demo_cell()
+    runs_dir = Path(study.REPO, args.runs)
+    print(f"main cell: {cell}" + ("" if study.main_cell(study.RUNS) else
+                                  " (the regime study has not chosen its main cell yet)"), flush=True)
+    code = study.main(["--plan", "demo", "--runs", str(runs_dir), *[x for kv in extra for x in ("--set", kv)]])
     if code:
         return code
     from purenoise.report import format_table, load_run, make_report
 
-    runs = [load_run(Path(study.REPO, args.runs, spec.setting, spec.name)) for spec in study.plan("demo")]
-    report = make_report(runs, out_dir=Path(study.REPO, args.runs, "report"),
-                         title="Fashion-MNIST-LT (ratio 100): ERM vs DRS vs OPeN")
+    runs = [load_run(spec.folder(runs_dir)) for spec in study.plan("demo", runs_dir)]
+    report = make_report(runs, out_dir=runs_dir / "report",
+                         title=f"Fashion-MNIST-LT ({cell}): ERM vs DRS vs OPeN")
     print("\nFashion-MNIST-LT, imbalance ratio 100, balanced test set (10,000 images): top-1 equals "
           "balanced accuracy; many/medium/few = classes with >100 / 20-100 / <20 training images\n")
     print(format_table(runs))
+    print()
+    print("\n".join(study_range(cell)))
     print(f"\nreport with plots: {report}")
     print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0

@@ -1,9 +1,12 @@
-"""Write RESULTS.md of the Fashion-MNIST-LT study from its run folders (no number typed by hand).
+"""Write RESULTS.md of the Fashion-MNIST-LT regime study from its run folders (no number typed by hand).
 
-    python benchmarks/fmnist_lt/results.py --runs runs/fmnist_lt
+    python benchmarks/fmnist_lt/results.py
 
-Every figure in RESULTS.md is computed here from eval.json / metrics.jsonl / study_log.jsonl of
-the runs, from the shipped configs, or quoted from the paper (SPEC section 4, with its source).
+Every figure in RESULTS.md is computed here from the run folders' eval.json / config.yaml and
+``study_log.jsonl``, from the shipped configs, or quoted from the paper (docs/method.md, with
+its source). Means and standard deviations are over seeds; differences between methods are
+**paired** by seed (the same seed: the same subset, initialization and first phase) with a 95%
+t-interval over the seeds (``purenoise.replicates``, the code ``purenoise report`` uses).
 """
 from __future__ import annotations
 
@@ -22,7 +25,19 @@ import study  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHOD_ORDER = ("erm", "rs", "drs", "open")
-LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN"}
+LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "noise_aug": "noise_aug",
+          "open_bn_standard": "OPeN, standard BN", "open_bn_aux": "OPeN, auxiliary BN",
+          "open_features": "OPeN, DAR-BN noise_grad features", "open_delta_1of6": "OPeN, delta 1/6",
+          "open_delta_3of6": "OPeN, delta 3/6"}
+CELL_TITLES = {
+    "fmnist_lt_r100_n1000": "n_max 1000, widths x1 (16-32-64), 200 epochs",
+    "fmnist_lt_r100_n1000_w2": "n_max 1000, widths x2 (32-64-128), 200 epochs",
+    "fmnist_lt_r100_n1000_w4": "n_max 1000, widths x4 (64-128-256), 200 epochs",
+    "fmnist_lt_r100_long": "n_max 6000 (full LT set), widths x1, 200 epochs",
+    "fmnist_lt_r100": "n_max 6000, widths x1, 30 epochs (the short reference)",
+}
+DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"))
+CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"))
 # The paper's and the reproduction's top-1 (%), WRN-28-10 (SPEC section 4), to compare with.
 PAPER = [
     ("CIFAR-10-LT, ratio 100", 79.6, 75.1, 83.0, 84.6, "paper Table 1"),
@@ -36,272 +51,265 @@ PAPER_BN = [("CIFAR-10-LT 100", 81.45, 83.38, 84.64), ("CIFAR-100-LT 100", 49.18
 PAPER_DELTA = [(1, 83.23), (2, 85.04), (3, 84.34), (4, 84.23), (5, 83.31), (6, 80.01)]
 
 
+
+
+class Study:
+    """The finished runs, by cell and method, as seed replicates."""
+
+    def __init__(self, runs: Path) -> None:
+        from purenoise.replicates import Replicates
+        from purenoise.runs import load_run
+
+        self.root = runs
+        self.groups: dict[tuple[str, str], Replicates] = {}
+        planned = [s for name in ("regime", "main-cell", "wide") for s in study.plan(name, runs)]
+        self.planned = list(dict.fromkeys(planned))
+        for spec in self.planned:
+            folder = spec.folder(runs)
+            if (folder / "eval.json").exists():
+                g = self.groups.setdefault((spec.setting, spec.method), Replicates(
+                    LABELS.get(spec.method, spec.method), [], []))
+                g.runs.append(load_run(folder))
+                g.seeds.append(spec.seed)
+        self.log = []
+        log = runs / "study_log.jsonl"
+        if log.exists():
+            entries = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            self.log = list({e["run"]: e for e in entries}.values())  # a rerun counts once
+        main = runs / study.MAIN_CELL_FILE
+        self.main = json.loads(main.read_text()) if main.exists() else None
+
+    def get(self, cell: str, method: str):
+        return self.groups.get((cell, method))
+
+    def done(self, cell: str) -> tuple[int, int]:
+        specs = [s for s in self.planned if s.setting == cell]
+        return sum((s.folder(self.root) / "eval.json").exists() for s in specs), len(specs)
+
+
+# ---------------------------------------------------------------------------- numbers
+def metric(run, key: str) -> float | None:
+    """A run's metric: eval.json's summaries, plus the training-set (memorization) ones."""
+    from purenoise.runs import minority_half_accuracy, summarize
+
+    ev = run.eval
+    if key == "train_minority_half":
+        acc = ev.get("train_per_class_acc")
+        return minority_half_accuracy(acc, ev["class_counts"]) if acc else None
+    if key == "gap_minority_half":
+        a, b = metric(run, "train_minority_half"), metric(run, "minority_half")
+        return None if a is None or b is None else a - b
+    if key in ev and key not in ("many", "medium", "few"):
+        return ev[key]
+    return summarize(run)[key]
+
+
+def _values(group, key: str) -> list[float]:
+    return [v for v in (metric(r, key) for r in group.runs) if v is not None] if group else []
+
+
 def _pm(values: list[float]) -> str:
     if not values:
         return "-"
     mean = 100 * statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
+def _paired(a, b, key: str = "top1") -> dict | None:
+    from purenoise.replicates import paired_difference
+
+    if a is None or b is None:
+        return None
+    return paired_difference(a, b, lambda r: metric(r, key))
 
 
-class Study:
-    """The finished runs of the study, by setting and method."""
+def _ci(d: dict | None) -> str:
+    if d is None or d["mean"] is None:
+        return "-"
+    if d["lo"] is None:
+        return f"{100 * d['mean']:+.2f} (1 seed)"
+    return f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
 
-    def __init__(self, runs: Path) -> None:
-        from purenoise.report import load_run, minority_half_accuracy
 
-        self.root = runs
-        self.runs: dict[tuple[str, str], list] = {}
-        for spec in study.plan("all"):
-            folder = spec.folder(runs)
-            if (folder / "eval.json").exists():
-                run = load_run(folder)
-                run.minority_half = minority_half_accuracy(run.eval["per_class_acc"], run.eval["class_counts"])
-                self.runs.setdefault((spec.setting, spec.method), []).append(run)
-        self.log = []
-        log = runs / "study_log.jsonl"
-        if log.exists():
-            # A run trained again (after a code change) counts once, with its latest time.
-            entries = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-            self.log = list({e["run"]: e for e in entries}.values())
-
-    def values(self, setting: str, method: str, key: str) -> list[float]:
-        out = []
-        for run in self.runs.get((setting, method), []):
-            v = run.minority_half if key == "minority_half" else run.eval.get(key)
-            if v is not None:
-                out.append(v)
-        return out
-
-    def row(self, setting: str, method: str, label: str | None = None) -> list[str]:
-        n = len(self.runs.get((setting, method), []))
-        keys = ("top1", "many", "medium", "few", "minority_half")
-        return [label or LABELS.get(method, method), *[_pm(self.values(setting, method, k)) for k in keys], str(n)]
+def _verdict(d: dict | None) -> str:
+    if d is None or d["n"] < 2:
+        return "too few paired seeds yet"
+    if d["lo"] > 0:
+        return "**holds** (interval above 0)"
+    if d["hi"] < 0:
+        return "**reversed** (interval below 0)"
+    return "not resolved (interval contains 0)"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _claim(name: str, order: list[tuple[str, float | None]], spread: dict[str, float] | None = None,
-           metric: str = "mean top-1") -> str:
-    """One claim's verdict on mean top-1, and whether each gap in it exceeds the seed spread.
-
-    ``spread``: per entry, the standard deviation over seeds; a gap smaller than the larger of
-    the two deviations is flagged as no evidence either way.
-    """
-    known = [(m, v) for m, v in order if v is not None]
-    if len(known) < len(order):
-        return f"- {name}: not all runs are finished yet."
-    holds = all(a[1] > b[1] for a, b in zip(known, known[1:]))
-    chain = " > ".join(f"{m} ({100 * v:.2f})" for m, v in known)
-    if holds:
-        line = f"- **{name}: holds** on {metric}: {chain}."
-    else:
-        ranked = sorted(known, key=lambda x: -x[1])
-        line = f"- **{name}: does not hold** on {metric}; the order is " + \
-            " > ".join(f"{m} ({100 * v:.2f})" for m, v in ranked) + "."
-        known = ranked
-    if spread:
-        small = [f"{a[0]} vs {b[0]} ({100 * (a[1] - b[1]):.2f} points, seed std up to "
-                 f"{100 * max(spread.get(a[0], 0.0), spread.get(b[0], 0.0)):.2f})"
-                 for a, b in zip(known, known[1:])
-                 if a[1] - b[1] < max(spread.get(a[0], 0.0), spread.get(b[0], 0.0))]
-        if small:
-            line += " Within one seed standard deviation: " + "; ".join(small) + "."
-    return line
+def _method_rows(s: Study, cell: str, methods) -> list[list[str]]:
+    rows = []
+    for m in methods:
+        g = s.get(cell, m)
+        if g is None:
+            continue
+        rows.append([LABELS.get(m, m), str(len(g.runs)), *(_pm(_values(g, k)) for k in
+                     ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half"))])
+    return rows
 
 
-def _std(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+METHOD_HEAD = ["Method", "Seeds", "Top-1", "Minority half", "Many (>100)", "Medium (20-100)", "Few (<20)",
+               "Train top-1 (end)", "Train minority half (end)"]
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
-
-
-def _recipe(setting: str) -> dict:
-    from purenoise.config import load_config
-
-    return load_config(study.REPO / "configs" / setting / "open.yaml")
-
-
-def write(runs: Path, out: Path, joint_runs: Path | None = None) -> Path:
-    from purenoise.models import create_model
-
-    s = Study(runs)
-    cfg = _recipe("fmnist_lt_r100")
-    params = sum(p.numel() for p in create_model(cfg["model"], 10, in_chans=1).parameters())
-    paper_cfg = _recipe("cifar10_lt_r100")
-    paper_params = sum(p.numel() for p in create_model(paper_cfg["model"], 10).parameters())
-    lines = ["# Fashion-MNIST-LT study: results", "",
-             f"Written by `benchmarks/fmnist_lt/results.py` from the run folders on "
-             f"{time.strftime('%Y-%m-%d')}; every number below comes from a script. Regenerate with "
-             "`python benchmarks/fmnist_lt/study.py --plan all && python benchmarks/fmnist_lt/results.py`.", ""]
-
-    # ------------------------------------------------------------------ set-up
-    counts = {}
-    for setting in ("fmnist_lt_r100", "fmnist_lt_r50"):
-        some = next(iter(s.runs.get((setting, "erm"), [])), None)
-        if some is not None:
-            counts[setting] = some.eval["class_counts"]
-    total_s = sum(e["seconds"] for e in s.log)
-    lines += ["## Set-up", "",
-              "- **Data**: Fashion-MNIST (Debian's `dataset-fashion-mnist`), long-tailed with the LDAM-DRW "
-              "rule (exponential profile, class order as labelled, numpy seed 0); the test set is the "
-              "original balanced 10,000 images, so top-1 equals balanced accuracy."]
-    for setting, c in counts.items():
-        lines.append(f"  - {setting}: {sum(c):,} training images, per class {', '.join(map(str, c))}.")
-    lines += [
-        f"- **Recipe** (`configs/_base/fmnist_lt.yaml`): `{cfg['model']}` ({params:,} parameters, "
-        f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum {cfg['momentum']} "
-        f"weight decay {cfg['weight_decay']}, {cfg['warmup_epochs']:g} warm-up epoch, lr x{cfg['lr_decay']} at "
-        f"epochs {', '.join(map(str, cfg['milestones']))}, augmentation `{cfg['augment']}`, DRS/OPeN from epoch "
-        f"{cfg['defer_epoch']}, delta {cfg['delta']:.4f}, `{cfg['bn_mode']}` with noise_grad `{cfg['noise_grad']}`, "
-        f"loader `{cfg['loader']}`).",
-        "  Why: it is the paper's CIFAR schedule (200 epochs, switch and decays at 80% and 90%) scaled to "
-        "a budget where one seed of all four methods trains in minutes on a 2-core CPU; the small ResNet "
-        "keeps BatchNorm layers for DAR-BN; flip and crop are the usual Fashion-MNIST augmentation "
-        "(colour jitter means little on grayscale clothing).",
-        "- **Seeds**: 0, 1, 2 (training seed; the long-tailed subset is the same for all). DRS and OPeN "
-        "runs branch from the ERM run of the same seed at the defer epoch (`--init-from`), so the three "
-        "share their first phase exactly.",
-        f"- **Machine**: {_machine()}.",
-        f"- **Wall time**: {len(s.log)} training runs took {total_s / 3600:.2f} h in all "
-        f"(per run: {', '.join(f'{k} {v}' for k, v in _time_summary(s.log).items())}).", ""]
-
-    # ------------------------------------------------------------------ main table
-    lines += ["## ERM, RS, DRS and OPeN (top-1 %, mean ± std over seeds)", ""]
-    for setting, ratio in (("fmnist_lt_r100", 100), ("fmnist_lt_r50", 50)):
-        lines += [f"### Imbalance ratio {ratio}", ""]
-        head = ["Method", "Top-1", "Many (>100)", "Medium (20-100)", "Few (<20)", "Minority half", "Seeds"]
-        lines += _table(head, [s.row(setting, m) for m in METHOD_ORDER])
-        lines += ["", f"Commands: `python benchmarks/fmnist_lt/study.py --plan main` runs, per seed S: "
-                  f"`purenoise train --config configs/{setting}/erm.yaml --set seed=S --out "
-                  f"runs/fmnist_lt/{setting}/erm_sS` (likewise `rs`), and `purenoise train --config "
-                  f"configs/{setting}/drs.yaml --set seed=S --init-from runs/fmnist_lt/{setting}/erm_sS ...` "
-                  "(likewise `open`).", ""]
-
-    # ------------------------------------------------------------------ ablations
-    r = "fmnist_lt_r100"
-    lines += ["## BatchNorm ablation (ratio 100, OPeN)", ""]
-    bn_rows = [s.row(r, "open_bn_standard", "standard BN (noise shares the BN)"),
-               s.row(r, "open_bn_aux", "auxiliary BN (own statistics and affine)"),
-               s.row(r, "open", "DAR-BN, noise_grad classifier (paper's code)"),
-               s.row(r, "open_features", "DAR-BN, noise_grad features")]
-    lines += _table(["BN for noise", "Top-1", "Many", "Medium", "Few", "Minority half", "Seeds"], bn_rows)
-    lines += ["", "Commands: `python benchmarks/fmnist_lt/study.py --plan ablation` (configs "
-              "`open_bn_standard.yaml`, `open_bn_aux.yaml`, `open_features.yaml` in `configs/fmnist_lt_r100/`, "
-              "each branched from `erm_sS`).", "",
-              "## Delta sweep (ratio 100, OPeN)", ""]
-    delta_rows = []
-    for k in range(1, 7):
-        method = "open" if k == 2 else f"open_delta_{k}of6"
-        delta_rows.append(s.row(r, method, f"{k}/6"))
-    lines += _table(["delta", "Top-1", "Many", "Medium", "Few", "Minority half", "Seeds"], delta_rows)
-    lines += ["", "delta 2/6 equals the default 1/3, so that row is the main OPeN run. Commands: "
-              "`python benchmarks/fmnist_lt/study.py --plan delta` (configs `open_delta_Kof6.yaml`).", ""]
-
-    # ------------------------------------------------------------------ claims
-    lines += ["## Which of the paper's claims hold here", ""]
-    for setting, ratio in (("fmnist_lt_r100", 100), ("fmnist_lt_r50", 50)):
-        methods = ("open", "drs", "erm", "rs")
-        order = [(LABELS[m], _mean(s.values(setting, m, "top1"))) for m in methods]
-        spread = {LABELS[m]: _std(s.values(setting, m, "top1")) for m in methods}
-        lines.append(_claim(f"OPeN > DRS > ERM > RS at ratio {ratio}", order, spread))
-    bn = (("DAR-BN", "open"), ("aux BN", "open_bn_aux"), ("standard BN", "open_bn_standard"))
-    bn_order = [(label, _mean(s.values(r, m, "top1"))) for label, m in bn]
-    lines.append(_claim("DAR-BN > auxiliary BN > standard BN (ratio 100)", bn_order,
-                        {label: _std(s.values(r, m, "top1")) for label, m in bn}))
-    minority = [(LABELS[m], _mean(s.values(r, m, "minority_half"))) for m in ("open", "drs", "erm")]
-    lines.append(_claim("on the minority half of the classes, OPeN > DRS > ERM (ratio 100)", minority,
-                        {LABELS[m]: _std(s.values(r, m, "minority_half")) for m in ("open", "drs", "erm")},
-                        metric="mean accuracy over the smaller half of the classes"))
-    lines += ["", "Differences smaller than the seed standard deviations above are not evidence either "
-              "way; three seeds are few.", "",
-              "A possible reading, not tested here: the paper's case against RS and for OPeN is that a "
-              f"large network (WRN-28-10, {paper_params / 1e6:.1f}M parameters, {paper_cfg['epochs']} epochs) "
-              "memorizes the few images of a minority class when it sees them again and again. This "
-              f"recipe's network has {params / 1e3:.0f}k parameters and {cfg['epochs']} epochs, and "
-              "Fashion-MNIST's classes are easy to tell apart, so oversampling alone has little to overfit, "
-              "and pure noise (which regularizes against that overfitting) has little to correct. A longer "
-              "schedule or a larger model on this data would be the next experiment.", ""]
-
-    # ------------------------------------------------------------------ figures
-    fig_dir = out.parent / "figures"
-    seed0 = [run for m in METHOD_ORDER for run in s.runs.get((r, m), []) if run.config.get("seed") == 0]
-    if seed0:
-        from purenoise.report import make_report
-
-        make_report(seed0, out_dir=fig_dir, title="Fashion-MNIST-LT ratio 100, seed 0")
-        lines += ["## Figures (ratio 100, seed 0)", "",
-                  "![per-class accuracy](figures/per_class_accuracy.png)", "",
-                  "![frequency groups](figures/frequency_groups.png)", "",
-                  "![training curves](figures/training_curves.png)", ""]
-        samples = sorted(fig_dir.glob("samples_*.png"))
-        if samples:
-            lines += [f"![pure-noise images next to real ones](figures/{samples[0].name})", ""]
-        lines += ["The full report of these runs: [figures/report.md](figures/report.md).", ""]
-
-    if joint_runs is not None and joint_runs.is_dir():
-        lines += _noise_pass_section(runs, joint_runs)
-    lines += _gpu_section()
-    from purenoise.engine.checkpoint import atomic_write_text
-
-    atomic_write_text(out, "\n".join(lines) + "\n")
-    return out
-
-
-def _noise_pass_section(runs: Path, joint_runs: Path) -> list[str]:
-    """The OPeN runs trained both ways: noise rows in their own pass (now) and in one pass."""
-    rows, diffs = [], []
-    for spec in study.plan("all"):
-        a, b = spec.folder(runs) / "eval.json", spec.folder(joint_runs) / "eval.json"
-        if a.exists() and b.exists():
-            split, joint = (json.loads(p.read_text())["top1"] * 100 for p in (a, b))
-            diffs.append(split - joint)
-            rows.append([f"{spec.setting}/{spec.name}", f"{split:.2f}", f"{joint:.2f}", f"{split - joint:+.2f}"])
+def _cell_section(s: Study, cell: str) -> list[str]:
+    done, total = s.done(cell)
+    lines = [f"### `{cell}`: {CELL_TITLES.get(cell, cell)}", "",
+             f"{done} of {total} planned runs finished. Accuracies in %, mean ± std over seeds; the two "
+             "last columns are the memorization diagnostic (un-augmented training set, eval mode, end of "
+             "training).", ""]
+    rows = _method_rows(s, cell, METHOD_ORDER)
     if not rows:
-        return []
-    mean_abs = sum(abs(d) for d in diffs) / len(diffs)
-    lines = ["## One forward pass or two (`noise_pass`)", "",
-             f"The OPeN runs above forward the noise rows in a pass of their own (`noise_pass: auto`); "
-             f"their earlier versions, in `{joint_runs}`, used one pass for all rows (what `noise_pass: "
-             "joint` does). The two compute the same values and gradients up to float rounding, and "
-             "rounding differences grow over training steps, so the runs end close but not equal. "
-             f"Over {len(rows)} runs, top-1 differs by {mean_abs:.2f} points on average "
-             f"(largest {max(abs(d) for d in diffs):.2f}; mean signed difference "
-             f"{sum(diffs) / len(diffs):+.2f}).", ""]
-    lines += _table(["Run", "Top-1 two passes", "Top-1 one pass", "Difference"], rows)
+        return lines + ["No run finished yet.", ""]
+    lines += _table(METHOD_HEAD, rows)
+    diffs = [[f"{LABELS[a]} − {LABELS[b]}", *(_ci(_paired(s.get(cell, a), s.get(cell, b), k))
+                                             for k in ("top1", "minority_half")),
+              (lambda d: "-" if d is None else f"{d['wins']}/{d['n']}")(_paired(s.get(cell, a), s.get(cell, b)))]
+             for a, b in DIFFS]
+    lines += ["", "Paired differences (points; mean ± std [95% t-interval] over shared seeds):", ""]
+    lines += _table(["Difference", "Top-1", "Minority half", "Seeds ahead"], diffs)
+    lines += ["", "The paper's orderings, tested on paired top-1:", ""]
+    lines += _table(["Claim", "Paired difference", "Verdict"],
+                    [[f"{LABELS[a]} > {LABELS[b]}", _ci(_paired(s.get(cell, a), s.get(cell, b))),
+                      _verdict(_paired(s.get(cell, a), s.get(cell, b)))] for a, b in CLAIMS])
     return lines + [""]
 
 
-def _time_summary(log: list[dict]) -> dict[str, str]:
-    full = [e["seconds"] for e in log if not e.get("parent")]
-    branch = [e["seconds"] for e in log if e.get("parent")]
-    out = {}
-    if full:
-        out["full runs median"] = f"{statistics.median(full) / 60:.1f} min"
-    if branch:
-        out["branched runs median"] = f"{statistics.median(branch) / 60:.1f} min"
-    return out
+def _headline_points(s: Study) -> list[tuple]:
+    """(cell, x: DRS minority-half training accuracy, y: OPeN − DRS top-1, lo, hi) per cell."""
+    pts = []
+    for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
+        d = _paired(s.get(cell, "open"), s.get(cell, "drs"))
+        x = _values(s.get(cell, "drs"), "train_minority_half")
+        if d is not None and d["n"] >= 2 and x:
+            pts.append((cell, 100 * statistics.fmean(x), 100 * d["mean"], 100 * d["lo"], 100 * d["hi"]))
+    return pts
+
+
+def _machines(log: list[dict]) -> str:
+    seen = sorted({e.get("machine", "not recorded") for e in log})
+    return "; ".join(seen) if seen else "no run yet"
+
+
+def _selection(s: Study) -> list[str]:
+    lines = ["## The main job's cell", "",
+             "Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
+             "read): " + (s.main["rule"] if s.main else "see `select_cell.py`") + ".", ""]
+    if s.main is None:
+        return lines + ["Not chosen yet: the ERM runs of a cheaper cell are not all finished "
+                        "(`python benchmarks/fmnist_lt/select_cell.py` decides once they are).", ""]
+    rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join("-" if a is None else f"{100 * a:.2f}"
+                                                            for a in c["erm_train_top1"]),
+             "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
+             {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in s.main["cells"]]
+    lines += _table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2 (%)", "Mean", "≥ 99%?"], rows)
+    return lines + ["", f"Chosen: **`{s.main['cell']}`** (decided {s.main['decided']}).", ""]
+
+
+def write(runs: Path, out: Path) -> Path:
+    from purenoise import plots
+    from purenoise.engine.checkpoint import atomic_write_text
+
+    s = Study(runs)
+    done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.planned)
+    total_s = sum(e["seconds"] for e in s.log)
+    pts = _headline_points(s)
+    ahead = [p[0] for p in pts if p[3] > 0]
+    lines = ["# Fashion-MNIST-LT: where pure noise pays off", "",
+             f"Written by `benchmarks/fmnist_lt/results.py` from the run folders in "
+             f"`benchmarks/fmnist_lt/runs/` on {time.strftime('%Y-%m-%d')}; every number below comes from a "
+             "script. Regenerate with `python benchmarks/fmnist_lt/study.py --plan regime && python "
+             "benchmarks/fmnist_lt/select_cell.py && python benchmarks/fmnist_lt/study.py --plan main-cell "
+             "&& python benchmarks/fmnist_lt/results.py`.", "",
+             "## In short", ""]
+    status = (f"**The study is not finished: {done} of {len(s.planned)} planned runs are done**, so what "
+              "follows is provisional." if done < len(s.planned) else f"All {done} planned runs are done.")
+    lines.append(status)
+    if pts:
+        lines.append("OPeN − DRS (top-1, paired) is ahead beyond its 95% interval in: "
+                     + (", ".join(f"`{c}`" for c in ahead) if ahead else "**no cell so far**") + ".")
+    lines += ["", "## Set-up", "",
+              "- **Data**: Fashion-MNIST (Debian's `dataset-fashion-mnist`), long-tailed with the LDAM-DRW rule "
+              "(ratio 100, exponential profile); the test set is the balanced 10,000 images, so top-1 equals "
+              "balanced accuracy. Cells vary the data (`n_max` 6000 or 1000 images in the largest class) and "
+              "the width of `resnet_small`; configs are in `configs/<cell>/`.",
+              "- **Schedule**: the paper's CIFAR shape (`configs/_base/fmnist_lt_paper.yaml`): 200 epochs, "
+              "5 warm-up epochs, lr x0.01 at 160 and 180, DRS/OPeN from 160, weight decay 2e-4, batch 128, "
+              "flip and crop. DRS and OPeN branch from the ERM run of the same seed at epoch 160.",
+              f"- **Machine(s)**: {_machines(s.log)}; torch {_torch()}. CPU runs repeat bit for bit on one "
+              "CPU model, not across models.",
+              f"- **Wall time**: {len(s.log)} runs logged, {total_s / 3600:.2f} h in all (on a shared machine: "
+              "times include other work).", ""]
+    lines += _selection(s)
+    lines += ["## The headline: OPeN − DRS against memorization", ""]
+    if pts:
+        fig = plots.plot_intervals(
+            [(c, x, y, lo, hi) for c, x, y, lo, hi in pts], out.parent / "figures" / "open_minus_drs.png",
+            "training accuracy of the minority half at the end of the DRS run (%)",
+            "OPeN − DRS, top-1 (points, 95% interval)", "Where pure noise pays off")
+        lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", ""]
+        lines += _table(["Cell", "DRS train minority half (%)", "OPeN − DRS (points)", "95% interval"],
+                        [[f"`{c}`", f"{x:.2f}", f"{y:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"] for c, x, y, lo, hi in pts])
+        lines.append("")
+    else:
+        lines += ["No cell has two paired seeds of DRS and OPeN yet.", ""]
+    lines += ["## The cells", ""]
+    for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
+        lines += _cell_section(s, cell)
+    if s.main:
+        cell = s.main["cell"]
+        lines += [f"## BN ablation and delta in the main cell (`{cell}`)", ""]
+        rows = _method_rows(s, cell, ("open_bn_standard", "open_bn_aux", "open", "open_features",
+                                      "open_delta_1of6", "open_delta_3of6"))
+        lines += _table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
+        lines += ["", "OPeN is DAR-BN with noise_grad classifier and delta 2/6 (the paper's code). Paired against it:", ""]
+        lines += _table(["Variant − OPeN", "Top-1", "Minority half"],
+                        [[LABELS[m], _ci(_paired(s.get(cell, m), s.get(cell, "open"))),
+                          _ci(_paired(s.get(cell, m), s.get(cell, "open"), "minority_half"))]
+                         for m in ("open_bn_standard", "open_bn_aux", "open_features", "open_delta_1of6",
+                                   "open_delta_3of6")])
+        lines.append("")
+    if s.main:
+        lines += _main_report(s, s.main["cell"], out.parent / "figures")
+    cell = study.BALANCED_CELL
+    lines += ["## Noise as augmentation on scarce balanced data (`fmnist_n100_w2`)", "",
+              "100 training images per class, widths x2, 200 epochs: `noise_aug` (one noise image per four "
+              "natural ones, DAR-BN) against plain ERM.", ""]
+    rows = _method_rows(s, cell, ("erm", "noise_aug"))
+    lines += _table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
+    lines += ["", "noise_aug − ERM, top-1 paired: " + _ci(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm")))
+              + "; " + _verdict(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm"))) + ".", ""]
+    lines += _gpu_section()
+    return atomic_write_text(out, "\n".join(lines) + "\n")
+
+
+def _main_report(s: Study, cell: str, fig_dir: Path) -> list[str]:
+    """``purenoise report`` of the main cell's ERM, DRS and OPeN runs, every seed, grouped by method."""
+    from purenoise.report import make_report
+
+    runs = [r for m in ("erm", "drs", "open") if s.get(cell, m) for r in s.get(cell, m).runs]
+    if not runs:
+        return []
+    make_report(runs, out_dir=fig_dir, title=f"Fashion-MNIST-LT, main cell {cell}: ERM, DRS, OPeN over seeds")
+    return [f"## Figures of the main cell (`{cell}`, mean over seeds, ± one std)", "",
+            "![per-class accuracy](figures/per_class_accuracy.png)", "",
+            "![training against test accuracy per class](figures/train_vs_test.png)", "",
+            "The full report of these runs (`purenoise report`): [figures/report.md](figures/report.md).", ""]
+
+
+def _torch() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _gpu_section() -> list[str]:
@@ -363,13 +371,10 @@ def _gpu_section() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", default="runs/fmnist_lt")
+    ap.add_argument("--runs", default=str(study.RUNS))
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    ap.add_argument("--joint-runs", default="runs/fmnist_lt_joint",
-                    help="the OPeN runs trained with one joint pass, compared when the folder exists")
     args = ap.parse_args(argv)
-    os.chdir(study.REPO)
-    path = write(Path(args.runs), Path(args.out), Path(args.joint_runs))
+    path = write(Path(args.runs), Path(args.out))
     print(f"wrote {path}")
     return 0
 

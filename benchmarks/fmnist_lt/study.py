@@ -91,14 +91,16 @@ def main_cell(runs: Path) -> str | None:
     return json.loads(path.read_text())["cell"] if path.exists() else None
 
 
+def demo_cell() -> str:
+    """The main job's cell: the chosen main cell, or the short reference cell until one is chosen."""
+    return main_cell(RUNS) or SHORT_CELL
+
+
 def plan(name: str, runs: Path = RUNS) -> list[RunSpec]:
     """The runs of a plan, parents before their branches."""
     specs: list[RunSpec] = []
     if name == "demo":
-        cell = main_cell(runs)
-        if cell is None:
-            raise SystemExit(f"no main cell chosen yet ({runs / MAIN_CELL_FILE}); run select_cell.py")
-        specs = cell_runs(cell, (0,), ("erm", "drs", "open"))
+        specs = cell_runs(demo_cell(), (0,), ("erm", "drs", "open"))
     elif name == "regime":
         for cell in REGIME_CELLS[:2]:
             specs += cell_runs(cell)
