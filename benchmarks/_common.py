@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # ratio 100 (SPEC section 3)
+CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # ratio 100 (docs/method.md, section 3)
 
 
 def _cpu_times() -> list[int] | None:

@@ -5,7 +5,7 @@ of many timed repetitions, so the ratios are comparable even on a busy machine.
 
     python benchmarks/bench_darbn.py [--reps 40] [--batch 128] [--noise 0.25] [--device cpu]
 
-Targets (issue 2): DAR-BN <= 1.10x BatchNorm2d, and >= 1.3x faster than the mask reference.
+Targets: DAR-BN <= 1.10x BatchNorm2d, and >= 1.3x faster than the mask reference.
 """
 from __future__ import annotations
 

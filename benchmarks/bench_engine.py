@@ -13,7 +13,7 @@ DataLoader workers competing for the CPU).
 
     python benchmarks/bench_engine.py [--reps 3] [--device-loader]
 
-Target (issue 6): purenoise epoch / hand-written epoch <= 1.05.
+Target: purenoise epoch / hand-written epoch <= 1.05.
 """
 from __future__ import annotations
 

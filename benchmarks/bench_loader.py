@@ -12,7 +12,7 @@ images like torchvision's CIFAR10. Loaders run interleaved, one epoch each per r
 
     python benchmarks/bench_loader.py [--device cpu] [--workers 2] [--reps 3]
 
-Target (issue 6): device loader >= 5x the DataLoader with 2 workers on the 2-core CPU.
+Target: device loader >= 5x the DataLoader with 2 workers on the 2-core CPU.
 """
 from __future__ import annotations
 

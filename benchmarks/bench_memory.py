@@ -11,7 +11,7 @@ Gradients are set to None before each measured step, so they count as created by
 
     python benchmarks/bench_memory.py [--device cpu|cuda] [--models wrn16_4 resnet_small]
 
-Target (issue 6): OPeN peak / ERM peak <= 1.05.
+Target: OPeN peak / ERM peak <= 1.05.
 """
 from __future__ import annotations
 

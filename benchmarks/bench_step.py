@@ -13,7 +13,7 @@ time for resnet_small), and a run meets its ~30 counts in the first few dozen st
     python benchmarks/bench_step.py                     # CPU: WRN-16-4 32x32 and resnet_small 28x28
     python benchmarks/bench_step.py --models resnet_small --reps 40
 
-Target (issue 6): OPeN step / ERM step <= 1.05.
+Target: OPeN step / ERM step <= 1.05.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ what was measured.
     python benchmarks/gpu_bench.py --out DIR             # on a CUDA machine (gpu_check.sh)
     python benchmarks/gpu_bench.py --device cpu --quick  # the same code, tiny sizes, on a CPU
 
-Targets (issue 6): >= 10,000 images/s on one H100, OPeN within 5% of ERM, projected < 10 min.
+Targets: >= 10,000 images/s on one H100, OPeN within 5% of ERM, projected < 10 min.
 """
 from __future__ import annotations
 

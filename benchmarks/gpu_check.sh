@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issues 5 and 6): one script for a CUDA machine without internet, under 8 minutes.
+# GPU check: one script for a CUDA machine without internet, under 8 minutes.
 #
 #   bash benchmarks/gpu_check.sh --prepare   # on the development machine: copy Fashion-MNIST
 #                                            # (4 .gz files, 30 MB) into data/fashion-mnist/

@@ -21,7 +21,7 @@ def test_probabilities_follow_the_paper():
     assert p[0] == 0
     for c, n in enumerate(COUNTS):
         assert p[c] == pytest.approx((1 / 3) * (1 - n / 5000), abs=1e-15)
-    # SPEC: "about 25% of a balanced batch is noise" at delta = 1/3 on CIFAR-10-LT (ratio 100).
+    # docs/method.md, section 1: "about 25% of a balanced batch is noise" at delta = 1/3 on CIFAR-10-LT (ratio 100).
     assert 0.24 < _open().expected_noise_fraction < 0.26
 
 

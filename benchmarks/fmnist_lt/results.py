@@ -38,7 +38,7 @@ CELL_TITLES = {
 }
 DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"))
 CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"))
-# The paper's and the reproduction's top-1 (%), WRN-28-10 (SPEC section 4), to compare with.
+# The paper's and the reproduction's top-1 (%), WRN-28-10 (docs/method.md, section 4), to compare with.
 PAPER = [
     ("CIFAR-10-LT, ratio 100", 79.6, 75.1, 83.0, 84.6, "paper Table 1"),
     ("CIFAR-10-LT, ratio 50", 84.9, 82.2, None, 87.9, "paper Table 1"),

@@ -3,7 +3,7 @@
 OPeN replaces some training images by images of pure random noise. The paper draws every pixel
 of channel ``c`` independently from ``N(mu_c, sigma_c^2)`` and clips it to ``[0, 1]``, where
 ``mu_c`` and ``sigma_c`` are the mean and standard deviation of the pixel values of the
-long-tailed training set (SPEC section 1.3). :func:`channel_stats` computes those two vectors and
+long-tailed training set (docs/method.md, section 1.3). :func:`channel_stats` computes those two vectors and
 :class:`PureNoise` draws the images.
 """
 from __future__ import annotations

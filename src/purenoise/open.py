@@ -1,4 +1,4 @@
-"""OPeN: Oversampling with Pure Noise images (SPEC section 1).
+"""OPeN: Oversampling with Pure Noise images (docs/method.md, section 1).
 
 Given a class-balanced batch, each sample of class ``c`` is replaced, independently with
 probability ``p_c = delta * (1 - n_c / n_max)``, by a fresh pure-noise image that keeps the

@@ -2,7 +2,7 @@
 
 Two pure functions make a balanced dataset long-tailed exactly as LDAM-DRW (Cao et al., 2019)
 does, so that our CIFAR-10-LT / CIFAR-100-LT are the same images as in LDAM-DRW and in every
-paper that copied its data code (SPEC section 3):
+paper that copied its data code (docs/method.md, section 3):
 
 - :func:`longtail_counts`: how many images each class keeps.
 - :func:`longtail_indices`: which images: with numpy's legacy RNG seeded once, for each class in
