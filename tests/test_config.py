@@ -229,11 +229,26 @@ def test_binary_file_and_nul_in_base_path(tmp_path):
         load_config(path, base=BASE)
 
 
-def test_routing_choices_match_the_layers_that_check_them():
-    # config.py stays torch-free, so it spells these lists out; they must not drift from darbn's.
-    from purenoise import darbn
+def test_choices_come_from_the_scheme_vocabulary():
+    from purenoise import schemes
     from purenoise.config import SCHEMA
 
-    assert SCHEMA["bn_mode"].choices == darbn.BN_MODES
-    assert SCHEMA["noise_grad"].choices == darbn.NOISE_GRAD_MODES
-    assert SCHEMA["noise_pass"].choices == darbn.NOISE_PASSES
+    assert SCHEMA["method"].choices is schemes.SCHEMES
+    assert SCHEMA["bn_mode"].choices is schemes.BN_MODES
+    assert SCHEMA["noise_grad"].choices is schemes.NOISE_GRAD_MODES
+    assert SCHEMA["noise_pass"].choices is schemes.NOISE_PASSES
+    assert SCHEMA["sampling"].choices is schemes.CLASS_AWARE_SAMPLINGS
+
+
+def test_every_key_is_classified_by_scope():
+    from purenoise.config import SCHEMA, SCOPES, Field, keys_in_scope
+
+    assert all(f.scope in SCOPES for f in SCHEMA.values())
+    parts = [set(keys_in_scope(s)) for s in SCOPES]
+    assert set().union(*parts) == set(SCHEMA) and sum(map(len, parts)) == len(SCHEMA)
+    # A branch shares what shapes the first phase; the scheme and its options are its own.
+    assert {"seed", "lr", "epochs", "model", "dataset"} <= parts[0]
+    assert {"method", "delta", "bn_mode", "defer_epoch"} <= parts[1]
+    assert {"name", "device", "workers", "memorization"} <= parts[2]
+    with pytest.raises(ValueError, match="scope"):
+        Field((int,), 0, "a key without a scope")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from purenoise.config import METHODS, load_config
+from purenoise.config import load_config
+from purenoise.schemes import SCHEMES
 from purenoise.data import list_datasets
 from purenoise.models import list_models
 
@@ -31,7 +32,7 @@ def test_config_loads_and_accepts_the_common_keys(path):
     assert (over["epochs"], over["seed"], over["defer_epoch"], over["batch_size"], over["delta"]) == (7, 3, 5, 16, 0.5)
     if path.parent.name != "_base":
         # The file name starts with the scheme it runs: configs/<setting>/<method>[_variant].yaml
-        assert cfg["method"] in METHODS
+        assert cfg["method"] in SCHEMES
         assert path.stem == cfg["method"] or path.stem.startswith(cfg["method"] + "_")
 
 

@@ -20,16 +20,31 @@ from typing import Any
 import yaml
 
 from purenoise.errors import ConfigError
+from purenoise.schemes import (
+    BN_MODES,
+    CLASS_AWARE_SAMPLINGS,
+    DEFERRED_SCHEMES,
+    NOISE_GRAD_MODES,
+    NOISE_PASSES,
+    SCHEMES,
+)
 
-__all__ = ["SCHEMA", "load_config", "apply_overrides", "validate_config", "dump_config", "METHODS"]
+__all__ = ["SCHEMA", "SCOPES", "load_config", "apply_overrides", "validate_config", "dump_config",
+           "keys_in_scope"]
 
-METHODS = ("erm", "rs", "drs", "open", "noise_aug")
 _REQUIRED = object()
+#: What a key may do across runs. ``shared``: it shapes the first phase that branched runs share,
+#: so a branch must have its parent's value. ``own``: it shapes this run's result only (a branch
+#: may differ from its parent, a resumed run may not). ``free``: it changes no number (where
+#: files go, how fast, what is logged), so a resumed run may change it and seed replicates may
+#: differ in it.
+SHARED, OWN, FREE = "shared", "own", "free"
+SCOPES = (SHARED, OWN, FREE)
 
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: allowed types, default, help and an optional check."""
+    """One config key: allowed types, default, help, an optional check, and its scope (see SCOPES)."""
 
     types: tuple[type, ...]
     default: Any
@@ -37,6 +52,11 @@ class Field:
     choices: tuple[Any, ...] | None = None
     check: Callable[[Any], str | None] | None = None
     nullable: bool = False
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"a config field needs a scope among {SCOPES}, got {self.scope!r}")
 
 
 def _range(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):
@@ -80,66 +100,66 @@ INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (float, int), (str,), (bool,), (list
 
 SCHEMA: dict[str, Field] = {
     # run
-    "name": Field(STR, None, "run name (default: the config file's folder and name)", nullable=True),
-    "seed": Field(INT, 0, "seed of every random draw of the run (sampler, noise, augmentation, init)", check=_range(0)),
-    "device": Field(STR, "auto", "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'"),
+    "name": Field(STR, None, "run name (default: the config file's folder and name)", nullable=True, scope=FREE),
+    "seed": Field(INT, 0, "seed of every random draw of the run (sampler, noise, augmentation, init)", check=_range(0), scope=SHARED),
+    "device": Field(STR, "auto", "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'", scope=FREE),
     # data
-    "dataset": Field(STR, _REQUIRED, "dataset name (purenoise data list)"),
-    "data_root": Field(STR, None, "folder holding the dataset files (default: the dataset's usual place)", nullable=True),
-    "download": Field(BOOL, False, "allow torchvision to download the dataset into data_root"),
-    "ratio": Field(FLOAT, None, "imbalance ratio n_max / n_min of the long-tailed subset", check=_range(1), nullable=True),
-    "profile": Field(STR, "exp", "long-tail profile", choices=("exp", "step")),
-    "subset_seed": Field(INT, 0, "seed of the long-tailed subset (0: the field's standard LDAM-DRW subset)", check=_range(0)),
-    "dataset_options": Field(DICT, {}, "extra options for create_dataset"),
-    "augment": Field(STR, "auto", "training transform preset ('auto': the dataset's default)"),
-    "test_transform": Field(STR, "auto", "evaluation transform preset ('auto': the dataset's default)"),
-    "loader": Field(STR, "torch", "'torch' (DataLoader with workers) or 'device' (whole train set, sampling and augmentation on the device; presets cifar_basic, cifar_cutout, cifar_simclr, fmnist_basic, test)", choices=("torch", "device")),
-    "workers": Field(INT, 2, "DataLoader worker processes", check=_range(0)),
-    "skip_corrupt": Field(BOOL, False, "skip unreadable images (counted and reported) instead of stopping"),
+    "dataset": Field(STR, _REQUIRED, "dataset name (purenoise data list)", scope=SHARED),
+    "data_root": Field(STR, None, "folder holding the dataset files (default: the dataset's usual place)", nullable=True, scope=FREE),
+    "download": Field(BOOL, False, "allow torchvision to download the dataset into data_root", scope=FREE),
+    "ratio": Field(FLOAT, None, "imbalance ratio n_max / n_min of the long-tailed subset", check=_range(1), nullable=True, scope=SHARED),
+    "profile": Field(STR, "exp", "long-tail profile", choices=("exp", "step"), scope=SHARED),
+    "subset_seed": Field(INT, 0, "seed of the long-tailed subset (0: the field's standard LDAM-DRW subset)", check=_range(0), scope=SHARED),
+    "dataset_options": Field(DICT, {}, "extra options for create_dataset", scope=SHARED),
+    "augment": Field(STR, "auto", "training transform preset ('auto': the dataset's default)", scope=SHARED),
+    "test_transform": Field(STR, "auto", "evaluation transform preset ('auto': the dataset's default)", scope=OWN),
+    "loader": Field(STR, "torch", "'torch' (DataLoader with workers) or 'device' (whole train set, sampling and augmentation on the device; presets cifar_basic, cifar_cutout, cifar_simclr, fmnist_basic, test)", choices=("torch", "device"), scope=SHARED),
+    "workers": Field(INT, 2, "DataLoader worker processes", check=_range(0), scope=FREE),
+    "skip_corrupt": Field(BOOL, False, "skip unreadable images (counted and reported) instead of stopping", scope=OWN),
     # model
-    "model": Field(STR, _REQUIRED, "model name (purenoise models list)"),
-    "model_options": Field(DICT, {}, "extra options for create_model"),
-    "pretrained": Field(BOOL, False, "start from the model's pretrained weights"),
+    "model": Field(STR, _REQUIRED, "model name (purenoise models list)", scope=SHARED),
+    "model_options": Field(DICT, {}, "extra options for create_model", scope=SHARED),
+    "pretrained": Field(BOOL, False, "start from the model's pretrained weights", scope=SHARED),
     # method
-    "method": Field(STR, "erm", "training scheme", choices=METHODS),
-    "defer_epoch": Field(INT, None, "epoch at which drs/open switch to class-balanced sampling (and noise)", check=_range(0), nullable=True),
-    "delta": Field(FLOAT, 1 / 3, "OPeN replacement strength: p_c = delta * (1 - n_c / n_max)", check=_range(0, 1)),
-    "noise": Field(STR, "gaussian", "pure-noise distribution", choices=("gaussian", "uniform")),
-    "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4)", check=_range(0, lo_open=True)),
-    "bn_mode": Field(STR, "darbn", "how BatchNorm treats noise rows", choices=("darbn", "aux", "standard")),
-    "noise_grad": Field(STR, "classifier", "where noise gradients reach", choices=("classifier", "features")),
-    "noise_pass": Field(STR, "auto", "'split': noise rows take their own forward pass (same result, skips their zero gradients), 'joint': one pass, 'auto': split where exact", choices=("auto", "split", "joint")),
-    "sampling": Field(STR, "balanced", "class-aware sampling of rs/drs/open", choices=("balanced", "sqrt")),
+    "method": Field(STR, "erm", "training scheme", choices=SCHEMES, scope=OWN),
+    "defer_epoch": Field(INT, None, "epoch at which drs/open switch to class-balanced sampling (and noise)", check=_range(0), nullable=True, scope=OWN),
+    "delta": Field(FLOAT, 1 / 3, "OPeN replacement strength: p_c = delta * (1 - n_c / n_max)", check=_range(0, 1), scope=OWN),
+    "noise": Field(STR, "gaussian", "pure-noise distribution", choices=("gaussian", "uniform"), scope=SHARED),
+    "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4)", check=_range(0, lo_open=True), scope=OWN),
+    "bn_mode": Field(STR, "darbn", "how BatchNorm treats noise rows", choices=BN_MODES, scope=OWN),
+    "noise_grad": Field(STR, "classifier", "where noise gradients reach", choices=NOISE_GRAD_MODES, scope=OWN),
+    "noise_pass": Field(STR, "auto", "'split': noise rows take their own forward pass (same result, skips their zero gradients), 'joint': one pass, 'auto': split where exact", choices=NOISE_PASSES, scope=OWN),
+    "sampling": Field(STR, "balanced", "class-aware sampling of rs/drs/open", choices=CLASS_AWARE_SAMPLINGS, scope=OWN),
     # loss
-    "loss": Field(STR, "ce", "loss name (ce, cb, drw, ldam, balanced_softmax, logit_adjust)"),
-    "loss_options": Field(DICT, {}, "extra options for create_loss"),
+    "loss": Field(STR, "ce", "loss name (ce, cb, drw, ldam, balanced_softmax, logit_adjust)", scope=SHARED),
+    "loss_options": Field(DICT, {}, "extra options for create_loss", scope=SHARED),
     # optimization
-    "epochs": Field(INT, 200, "number of training epochs", check=_range(1)),
-    "batch_size": Field(INT, 128, "batch size per process", check=_range(1)),
-    "optimizer": Field(STR, "sgd", "optimizer", choices=("sgd", "adam", "adamw")),
-    "lr": Field(FLOAT, 0.1, "peak learning rate", check=_range(0, lo_open=True)),
-    "momentum": Field(FLOAT, 0.9, "SGD momentum", check=_range(0, 1, hi_open=True)),
-    "nesterov": Field(BOOL, False, "Nesterov momentum for SGD"),
-    "weight_decay": Field(FLOAT, 2e-4, "weight decay", check=_range(0)),
-    "betas": Field(LIST, [0.9, 0.999], "Adam betas", check=_list_of(float, 2, check=_betas)),
-    "schedule": Field(STR, "step", "learning-rate schedule after warm-up", choices=("step", "cosine", "constant")),
-    "warmup_epochs": Field(FLOAT, 5, "linear warm-up length in epochs", check=_range(0)),
-    "milestones": Field(LIST, [160, 180], "epochs at which the step schedule multiplies lr by lr_decay", check=_list_of(int, check=_sorted_nonneg)),
-    "lr_decay": Field(FLOAT, 0.01, "factor of each step-schedule decay", check=_range(0, 1, lo_open=True)),
-    "grad_clip": Field(FLOAT, None, "clip the gradient norm to this value", check=_range(0, lo_open=True), nullable=True),
+    "epochs": Field(INT, 200, "number of training epochs", check=_range(1), scope=SHARED),
+    "batch_size": Field(INT, 128, "batch size per process", check=_range(1), scope=SHARED),
+    "optimizer": Field(STR, "sgd", "optimizer", choices=("sgd", "adam", "adamw"), scope=SHARED),
+    "lr": Field(FLOAT, 0.1, "peak learning rate", check=_range(0, lo_open=True), scope=SHARED),
+    "momentum": Field(FLOAT, 0.9, "SGD momentum", check=_range(0, 1, hi_open=True), scope=SHARED),
+    "nesterov": Field(BOOL, False, "Nesterov momentum for SGD", scope=SHARED),
+    "weight_decay": Field(FLOAT, 2e-4, "weight decay", check=_range(0), scope=SHARED),
+    "betas": Field(LIST, [0.9, 0.999], "Adam betas", check=_list_of(float, 2, check=_betas), scope=SHARED),
+    "schedule": Field(STR, "step", "learning-rate schedule after warm-up", choices=("step", "cosine", "constant"), scope=SHARED),
+    "warmup_epochs": Field(FLOAT, 5, "linear warm-up length in epochs", check=_range(0), scope=SHARED),
+    "milestones": Field(LIST, [160, 180], "epochs at which the step schedule multiplies lr by lr_decay", check=_list_of(int, check=_sorted_nonneg), scope=SHARED),
+    "lr_decay": Field(FLOAT, 0.01, "factor of each step-schedule decay", check=_range(0, 1, lo_open=True), scope=SHARED),
+    "grad_clip": Field(FLOAT, None, "clip the gradient norm to this value", check=_range(0, lo_open=True), nullable=True, scope=SHARED),
     # speed
-    "amp": Field(STR, "none", "mixed precision", choices=("none", "bf16", "fp16")),
-    "channels_last": Field(BOOL, False, "channels_last memory format for model and inputs"),
-    "compile": Field(BOOL, False, "torch.compile the model"),
-    "sync_bn": Field(BOOL, False, "synchronize (DAR-)BN statistics across processes"),
+    "amp": Field(STR, "none", "mixed precision", choices=("none", "bf16", "fp16"), scope=SHARED),
+    "channels_last": Field(BOOL, False, "channels_last memory format for model and inputs", scope=SHARED),
+    "compile": Field(BOOL, False, "torch.compile the model", scope=FREE),
+    "sync_bn": Field(BOOL, False, "synchronize (DAR-)BN statistics across processes", scope=OWN),
     # output
-    "eval_every": Field(INT, 0, "also evaluate on the test set every N epochs for curves (0: only at the end)", check=_range(0)),
-    "checkpoint_every": Field(INT, 1, "save a resumable checkpoint every N epochs", check=_range(1)),
-    "memorization": Field(BOOL, True, "evaluate the un-augmented training set at the defer epoch and the end (per-class training accuracy and loss, noise predictions; eval.json); false to skip it on huge sets"),
-    "save_samples": Field(BOOL, True, "save a few trained-on noise and natural images for the report"),
-    "tensorboard": Field(BOOL, False, "also log to TensorBoard (needs the tensorboard package)"),
-    "progress": Field(BOOL, True, "show tqdm progress bars"),
-    "limit_batches": Field(INT, None, "stop each epoch after this many batches (quick checks)", check=_range(1), nullable=True),
+    "eval_every": Field(INT, 0, "also evaluate on the test set every N epochs for curves (0: only at the end)", check=_range(0), scope=FREE),
+    "checkpoint_every": Field(INT, 1, "save a resumable checkpoint every N epochs", check=_range(1), scope=FREE),
+    "memorization": Field(BOOL, True, "evaluate the un-augmented training set at the defer epoch and the end (per-class training accuracy and loss, noise predictions; eval.json); false to skip it on huge sets", scope=FREE),
+    "save_samples": Field(BOOL, True, "save a few trained-on noise and natural images for the report", scope=FREE),
+    "tensorboard": Field(BOOL, False, "also log to TensorBoard (needs the tensorboard package)", scope=FREE),
+    "progress": Field(BOOL, True, "show tqdm progress bars", scope=FREE),
+    "limit_batches": Field(INT, None, "stop each epoch after this many batches (quick checks)", check=_range(1), nullable=True, scope=SHARED),
 }
 
 
@@ -333,7 +353,7 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[s
 
 def _cross_checks(cfg: dict[str, Any], source: str | None) -> None:
     where = _where(source)
-    if cfg["method"] in ("drs", "open"):
+    if cfg["method"] in DEFERRED_SCHEMES:
         if cfg["defer_epoch"] is None:
             raise ConfigError(
                 f"method '{cfg['method']}'{where} needs 'defer_epoch', the epoch at which it switches "
@@ -385,3 +405,10 @@ def dump_config(cfg: Mapping[str, Any]) -> str:
     """The resolved config as YAML, in schema order."""
     ordered = {k: cfg[k] for k in SCHEMA if k in cfg}
     return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)
+
+
+def keys_in_scope(scope: str) -> tuple[str, ...]:
+    """The config keys of one scope (see :data:`SCOPES`), in schema order."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+    return tuple(k for k, f in SCHEMA.items() if f.scope == scope)

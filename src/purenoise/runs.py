@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
+from purenoise.schemes import DEFERRED_SCHEMES
 
 __all__ = [
     "Run",
@@ -100,7 +101,7 @@ class Run:
         if any(m.get("sampling") is not None for m in self.metrics):
             return None
         d = self.config.get("defer_epoch")
-        if self.method in ("drs", "open") and isinstance(d, numbers.Integral) and d > 0:
+        if self.method in DEFERRED_SCHEMES and isinstance(d, numbers.Integral) and d > 0:
             return int(d)
         return None
 

@@ -11,11 +11,10 @@ from purenoise.data import (
     SquareRootSampler,
     create_sampler,
     longtail_counts,
-    noise_for_epoch,
     sampler_for_epoch,
-    sampling_for_epoch,
 )
 from purenoise.errors import ConfigError
+from purenoise.schemes import noise_for_epoch, sampling_for_epoch
 
 COUNTS = longtail_counts(5000, 10, 100)  # CIFAR-10-LT
 P_STRICT = 1e-6
@@ -122,11 +121,18 @@ def test_schedule():
         assert sampling_for_epoch(scheme, 159, defer_epoch=160) == "instance"
         assert sampling_for_epoch(scheme, 160, defer_epoch=160) == "balanced"
         assert sampling_for_epoch(scheme, 0) == "balanced"
-    assert sampling_for_epoch("noise_aug", 10) == "instance" and sampling_for_epoch("sqrt", 3) == "sqrt"
+    assert sampling_for_epoch("noise_aug", 10) == "instance"
+    assert sampling_for_epoch("rs", 3, class_aware="sqrt") == "sqrt"
+    assert sampling_for_epoch("drs", 3, 5, class_aware="sqrt") == "instance"
+    assert sampling_for_epoch("drs", 5, 5, class_aware="sqrt") == "sqrt"
     assert [noise_for_epoch("open", e, 160) for e in (159, 160)] == [False, True]
     assert noise_for_epoch("noise_aug", 0) and not noise_for_epoch("drs", 190, 160)
-    with pytest.raises(ConfigError, match="unknown sampling scheme 'ldam'"):
+    with pytest.raises(ConfigError, match="unknown training scheme 'ldam'"):
         sampling_for_epoch("ldam", 0)
+    with pytest.raises(ConfigError, match="class-aware sampling 'instance'"):
+        sampling_for_epoch("rs", 0, class_aware="instance")
+    with pytest.raises(ConfigError, match="epoch must be a non-negative integer"):
+        noise_for_epoch("open", -1)
 
 
 def test_create_sampler_kinds(labels):

@@ -10,8 +10,9 @@ Entry points:
 - :func:`longtail_counts` / :func:`longtail_indices`: the LDAM-DRW long-tail rule.
 - :func:`create_transform` / :func:`list_transforms`: v2 presets producing float ``[0, 1]`` CHW
   tensors (not normalized).
-- :class:`ClassBalancedSampler`, :class:`SquareRootSampler`, :func:`sampling_for_epoch`,
-  :func:`create_sampler`, :func:`sampler_for_epoch`: balanced / deferred sampling, DDP-aware.
+- :class:`ClassBalancedSampler`, :class:`SquareRootSampler`,
+  :func:`create_sampler`, :func:`sampler_for_epoch`: balanced / deferred sampling, DDP-aware
+  (the per-epoch rules of each scheme are in :mod:`purenoise.schemes`).
 - :func:`get_targets`, :func:`as_uint8_tensor`: labels and whole-set tensors without ``__getitem__``.
 """
 from purenoise.data.longtail import longtail_counts, longtail_indices
@@ -29,9 +30,7 @@ from purenoise.data.samplers import (
     ClassBalancedSampler,
     SquareRootSampler,
     create_sampler,
-    noise_for_epoch,
     sampler_for_epoch,
-    sampling_for_epoch,
 )
 from purenoise.data.tensors import as_uint8_tensor, get_targets
 from purenoise.data.transforms import Cutout, create_transform, list_transforms, register_transform
@@ -50,9 +49,7 @@ __all__ = [
     "ClassBalancedSampler",
     "SquareRootSampler",
     "create_sampler",
-    "noise_for_epoch",
     "sampler_for_epoch",
-    "sampling_for_epoch",
     "as_uint8_tensor",
     "get_targets",
     "Cutout",

@@ -25,21 +25,15 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from purenoise.errors import ConfigError
+from purenoise.schemes import SAMPLING_KINDS, sampling_for_epoch
 
 __all__ = [
     "ClassAwareSampler",
     "ClassBalancedSampler",
     "SquareRootSampler",
-    "SCHEMES",
-    "SAMPLING_KINDS",
-    "sampling_for_epoch",
-    "noise_for_epoch",
     "create_sampler",
     "sampler_for_epoch",
 ]
-
-SAMPLING_KINDS = ("instance", "balanced", "sqrt")
-SCHEMES = ("erm", "rs", "drs", "open", "noise_aug", "sqrt")
 
 
 def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -173,44 +167,6 @@ class SquareRootSampler(ClassAwareSampler):
         super().__init__(labels, num_samples, seed, num_replicas, rank, power=0.5)
 
 
-def _check_scheme(scheme: str, epoch: int, defer_epoch: int | None) -> int:
-    if scheme not in SCHEMES:
-        raise ConfigError(f"unknown sampling scheme {scheme!r}; choose one of {list(SCHEMES)}")
-    _check_seed("epoch", epoch)
-    if defer_epoch is None:
-        return 0
-    return _check_seed("defer_epoch", defer_epoch)
-
-
-def sampling_for_epoch(scheme: str, epoch: int, defer_epoch: int | None = None) -> str:
-    """How to sample in ``epoch`` (0-based) under a training scheme.
-
-    - ``erm``, ``noise_aug``: ``"instance"`` throughout.
-    - ``rs``: ``"balanced"`` throughout. ``sqrt``: ``"sqrt"`` throughout.
-    - ``drs``, ``open``: ``"instance"`` for epochs ``< defer_epoch``, ``"balanced"`` from
-      ``defer_epoch`` on (160 in the CIFAR recipe). ``defer_epoch=None`` means 0.
-
-    Returns:
-        One of :data:`SAMPLING_KINDS`.
-    """
-    defer = _check_scheme(scheme, epoch, defer_epoch)
-    if scheme in ("erm", "noise_aug"):
-        return "instance"
-    if scheme == "rs":
-        return "balanced"
-    if scheme == "sqrt":
-        return "sqrt"
-    return "instance" if epoch < defer else "balanced"
-
-
-def noise_for_epoch(scheme: str, epoch: int, defer_epoch: int | None = None) -> bool:
-    """Whether pure-noise images are used in ``epoch``: ``open`` from ``defer_epoch`` on, ``noise_aug`` always."""
-    defer = _check_scheme(scheme, epoch, defer_epoch)
-    if scheme == "noise_aug":
-        return True
-    return scheme == "open" and epoch >= defer
-
-
 def create_sampler(
     kind: str,
     labels: Sequence[int] | np.ndarray | torch.Tensor | Dataset,
@@ -249,12 +205,13 @@ def sampler_for_epoch(
     labels: Sequence[int] | np.ndarray | torch.Tensor | Dataset,
     *,
     defer_epoch: int | None = None,
+    class_aware: str = "balanced",
     seed: int = 0,
     num_samples: int | None = None,
     num_replicas: int | None = None,
     rank: int | None = None,
 ) -> Sampler[int]:
-    """``create_sampler(sampling_for_epoch(scheme, epoch, defer_epoch), labels, ...)``, set to ``epoch``."""
-    kind = sampling_for_epoch(scheme, epoch, defer_epoch)
+    """The sampler of ``epoch`` under a training scheme (see :func:`purenoise.schemes.sampling_for_epoch`)."""
+    kind = sampling_for_epoch(scheme, epoch, defer_epoch, class_aware)
     return create_sampler(kind, labels, seed=seed, epoch=epoch, num_samples=num_samples,
                           num_replicas=num_replicas, rank=rank)

@@ -31,10 +31,10 @@ import torch
 from purenoise.data.batch_augment import BatchAugment
 from purenoise.engine.seeding import derive_seed
 from purenoise.errors import ConfigError
+from purenoise.schemes import SAMPLING_KINDS
 
 __all__ = ["DeviceBatches", "device_epoch_order"]
 
-SAMPLING_KINDS = ("instance", "balanced", "sqrt")
 
 
 class _ClassIndex:

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from purenoise.darbn import convert_darbn
+from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
 from purenoise.errors import ConfigError, ModelError
+from purenoise.schemes import NOISE_SCHEMES
 
 __all__ = ["RunData", "build_data", "augment_name", "default_transforms", "build_model", "check_branch_compatible",
-           "load_model_state", "export_state", "NOISE_METHODS", "FREE_ON_RESUME"]
+           "load_model_state", "export_state", "FREE_ON_RESUME"]
 
-NOISE_METHODS = ("open", "noise_aug")
 
 # Training preset of each dataset family when the config says augment: auto.
 _DEFAULT_AUGMENT = {
@@ -39,7 +40,6 @@ class RunData:
 
 def _dataset_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Dataset options from the config's top-level keys plus its ``dataset_options``."""
-    from purenoise.config import SCHEMA
     from purenoise.data import dataset_options
 
     name = cfg["dataset"]
@@ -122,7 +122,7 @@ def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], 
 
     model = create_model(cfg["model"], info.num_classes, in_chans=info.channels, pretrained=cfg["pretrained"],
                          **model_options(cfg))
-    if cfg["method"] in NOISE_METHODS and cfg["bn_mode"] != "standard":
+    if cfg["method"] in NOISE_SCHEMES and cfg["bn_mode"] != "standard":
         if count_batchnorm(model) == 0 and warn:
             warnings.warn(
                 f"model '{cfg['model']}' has no BatchNorm2d layers, so DAR-BN has nothing to route: noise "
@@ -137,14 +137,8 @@ def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], 
 
 
 # Keys that shape the training before the defer epoch: a branch must share all of them.
-_PHASE1_KEYS = ("dataset", "ratio", "profile", "subset_seed", "dataset_options", "augment", "model",
-                "model_options", "pretrained", "seed", "loss", "loss_options", "epochs", "batch_size",
-                "optimizer", "lr", "momentum", "nesterov", "weight_decay", "betas", "schedule",
-                "warmup_epochs", "milestones", "lr_decay", "grad_clip", "amp", "limit_batches", "noise",
-                "channels_last", "loader")
 # A resumed run may change only what does not alter its results.
-FREE_ON_RESUME = ("name", "progress", "workers", "eval_every", "checkpoint_every", "tensorboard",
-                   "device", "data_root", "download", "compile", "save_samples", "memorization")
+FREE_ON_RESUME = keys_in_scope(FREE)
 
 
 def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], path: Path, *,
@@ -153,7 +147,7 @@ def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], p
     if same_run:
         keys = [k for k in cfg if k not in FREE_ON_RESUME]
     else:
-        keys = list(_PHASE1_KEYS)
+        keys = list(keys_in_scope(SHARED))
         if parent.get("method") == "rs" or cfg["method"] == "rs":
             raise ConfigError(f"--init-from {path}: 'rs' samples class-balanced from epoch 0 and shares no "
                               "first phase; branch erm/drs/open runs only")

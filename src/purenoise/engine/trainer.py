@@ -43,6 +43,7 @@ from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_sto
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.noise import PureNoise
 from purenoise.open import OPeN, NoiseAugment
+from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
 __all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "train"]
 
@@ -185,7 +186,7 @@ class Trainer:
             model = torch.compile(model)
         self.train_model = model
         self.split_blockers = split_blockers(model)  # fixed for the run: not worked out per step
-        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in ("open", "noise_aug") and self.split_blockers:
+        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in NOISE_SCHEMES and self.split_blockers:
             raise ConfigError(
                 "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
                 f"pass through this model without changing the result: {'; '.join(self.split_blockers)}. "
@@ -327,12 +328,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, start: int) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
-        from purenoise.data import noise_for_epoch, sampling_for_epoch
-
         method = cfg["method"]
-        kind = sampling_for_epoch(method, epoch, cfg["defer_epoch"])
-        if kind == "balanced" and cfg["sampling"] == "sqrt":
-            kind = "sqrt"
+        kind = sampling_for_epoch(method, epoch, cfg["defer_epoch"], cfg["sampling"])
         noise_on = noise_for_epoch(method, epoch, cfg["defer_epoch"])
         self.batches.set_epoch(epoch, kind, start)
         if hasattr(self.criterion, "set_epoch"):
