@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PureNoiseError", "ConfigError", "DataError", "DataNotFoundError", "ModelError", "OutputError"]
+__all__ = ["PureNoiseError", "ConfigError", "DataError", "DataNotFoundError", "ModelError", "OutputError",
+           "first_lines"]
 
 # What torch's DataLoader makes of an exception raised in a worker process: it re-creates the
 # exception from one string holding the worker's whole traceback.
@@ -65,3 +66,12 @@ class OutputError(PureNoiseError, OSError):
     The message names the file and what to do; ``errno`` is the operating system's error number.
     The write was atomic, so the previous version of the file is intact.
     """
+
+
+def first_lines(lines: list[str], limit: int = 10) -> str:
+    """The first ``limit`` lines of a list of problems, and how many more there are.
+
+    A message about many bad files names enough of them to act on without flooding the terminal.
+    """
+    more = f"\n... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n".join(lines[:limit]) + more

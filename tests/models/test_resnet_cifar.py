@@ -6,7 +6,7 @@ from torch import nn
 
 from purenoise.errors import ModelError
 from purenoise.models import CifarResNet, NormedLinear, count_batchnorm, create_model
-from purenoise.models.resnet_cifar import _PadShortcut
+from purenoise.models.layers import PadShortcut
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_resnet32_structure():
 
 def test_option_a_shortcut():
     x = torch.randn(2, 16, 8, 8)
-    out = _PadShortcut(8)(x)
+    out = PadShortcut(8)(x)
     assert out.shape == (2, 32, 4, 4)
     assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
     assert torch.all(out[:, :8] == 0) and torch.all(out[:, 24:] == 0)

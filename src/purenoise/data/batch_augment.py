@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from purenoise.data.transforms import crop_padding, cutout_size_for
 from purenoise.errors import ConfigError
 
 __all__ = [
@@ -337,14 +338,6 @@ class BatchAugment:
         return f"BatchAugment({self.name!r}: {' -> '.join(names) or 'identity'})"
 
 
-def _padding(size: tuple[int, int]) -> int:
-    return max(1, int(min(size) / 8 + 0.5))  # as transforms._padding: 4 px at 32 and 28, 8 at 64
-
-
-def _cutout_size(size: tuple[int, int], cutout_size: int | None) -> int:
-    return cutout_size if cutout_size is not None else max(1, int(16 * min(size) / 32 + 0.5))
-
-
 _SUPPORTED = ("cifar_basic", "cifar_cutout", "cifar_simclr", "fmnist_basic", "test")
 
 
@@ -378,14 +371,14 @@ def create_batch_augment(name: str, *, image_size: int | Sequence[int], channels
     size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
     if name == "test":
         return BatchAugment(None, [], name)
-    crop = CropFlip(_padding(size))
+    crop = CropFlip(crop_padding(size))
     if name in ("cifar_basic", "fmnist_basic"):
         return BatchAugment(crop, [], name)
     if name == "cifar_cutout":
         # The preset cuts after ToDtype: the float fill is used as given.
-        return BatchAugment(crop, [CutoutOp(_cutout_size(size, cutout_size), cutout_fill)], name)
+        return BatchAugment(crop, [CutoutOp(cutout_size_for(size, cutout_size), cutout_fill)], name)
     # cifar_simclr, the paper's order: crop/flip, Cutout (on the 8-bit PIL image), colour, blur.
-    ops: list[Any] = [CutoutOp(_cutout_size(size, cutout_size), cutout_fill, quantize=True)]
+    ops: list[Any] = [CutoutOp(cutout_size_for(size, cutout_size), cutout_fill, quantize=True)]
     if channels == 3:
         ops += [ColorJitterOp(0.4, 0.4, 0.4, 0.1, p=0.8, channels=3), GrayscaleOp(0.2)]
     else:

@@ -35,7 +35,7 @@ from purenoise.data.imagelist import (
 )
 from purenoise.data.longtail import PROFILES, longtail_counts, longtail_indices, ordered_counts, resolve_class_order
 from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
-from purenoise.errors import ConfigError, DataError, DataNotFoundError
+from purenoise.errors import ConfigError, DataError, DataNotFoundError, first_lines
 
 __all__ = ["scan_class_folders", "prepare_images", "stratified_split", "imbalance", "load_image_folder"]
 
@@ -95,10 +95,9 @@ def prepare_images(
     headers = probe_images([p for _, (p, _) in everything])
     bad = [(p, h) for (_, (p, _)), h in zip(everything, headers) if isinstance(h, str)]
     if bad and not skip_corrupt:
-        shown = "\n".join(f"{p}: {r}" for p, r in bad[:10])
-        more = f"\n... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        shown = first_lines([f"{p}: {r}" for p, r in bad])
         raise DataError(
-            f"{dataset}: {len(bad)} image file(s) cannot be read:\n{shown}{more}\n"
+            f"{dataset}: {len(bad)} image file(s) cannot be read:\n{shown}\n"
             f"Fix or remove them, or set skip_corrupt: true in the config (skip_corrupt=True in "
             f"create_dataset) to skip and count them."
         )

@@ -24,7 +24,7 @@ from typing import Any
 from purenoise.data._checks import check_bool, check_choice, check_int, check_size
 from purenoise.data.imagelist import ImageList, decode_check, default_workers, report_skipped
 from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
-from purenoise.errors import DataError, DataNotFoundError
+from purenoise.errors import DataError, DataNotFoundError, first_lines
 
 __all__ = ["read_split_file", "class_names_from_paths", "load_split"]
 
@@ -86,8 +86,7 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike, num_classe
             continue
         entries.append((os.path.join(str(root), rel.lstrip("/\\")), label, lineno))
     if problems:
-        more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise DataError(f"{len(problems)} bad line(s) in {path}:\n" + "\n".join(problems[:10]) + more)
+        raise DataError(f"{len(problems)} bad line(s) in {path}:\n" + first_lines(problems))
     if not entries:
         raise DataError(f"{path} lists no images")
     return entries
@@ -156,11 +155,10 @@ def load_split(
     missing = [(p, n) for (p, _, n), ok in zip(entries, exists) if not ok]
     skipped: list[tuple[str, str]] = []
     if missing and not skip_corrupt:
-        shown = "\n".join(f"{split_path}:{n}: {p}" for p, n in missing[:10])
-        more = f"\n... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = first_lines([f"{split_path}:{n}: {p}" for p, n in missing])
         raise DataNotFoundError(
             f"{len(missing)} of {len(entries)} images listed in {split_path} are missing under "
-            f"root {root}:\n{shown}{more}\nCheck root (paths in the split file are relative to it), "
+            f"root {root}:\n{shown}\nCheck root (paths in the split file are relative to it), "
             f"or pass skip_corrupt=True (skip_corrupt: true in a training config) to skip them."
         )
     if skip_corrupt:

@@ -41,7 +41,8 @@ from torchvision.transforms.v2._utils import query_chw
 
 from purenoise.errors import ConfigError
 
-__all__ = ["Cutout", "create_transform", "list_transforms", "register_transform"]
+__all__ = ["Cutout", "create_transform", "list_transforms", "register_transform", "crop_padding",
+           "cutout_size_for"]
 
 
 class Cutout(v2.Transform):
@@ -129,16 +130,18 @@ def _tail(to_image: bool = True) -> list[v2.Transform]:
     return [v2.ToImage()] * to_image + [v2.ToDtype(torch.float32, scale=True)]
 
 
-def _padding(size: tuple[int, int]) -> int:
-    return max(1, int(min(size) / 8 + 0.5))  # 4 px at 32 (and at 28), 8 px at 64
+def crop_padding(size: tuple[int, int]) -> int:
+    """Padding of the presets' random crop: an eighth of the image side (4 px at 32 and 28, 8 at 64)."""
+    return max(1, int(min(size) / 8 + 0.5))
 
 
-def _cutout_size(size: tuple[int, int], cutout_size: int | None) -> int:
+def cutout_size_for(size: tuple[int, int], cutout_size: int | None) -> int:
+    """Side of the Cutout hole: ``cutout_size``, else half the image side (16 px at 32, as in the paper)."""
     return cutout_size if cutout_size is not None else max(1, int(16 * min(size) / 32 + 0.5))
 
 
 def _crop_flip(size: tuple[int, int]) -> list[v2.Transform]:
-    return [v2.RandomCrop(size, padding=_padding(size), fill=0), v2.RandomHorizontalFlip()]
+    return [v2.RandomCrop(size, padding=crop_padding(size), fill=0), v2.RandomHorizontalFlip()]
 
 
 @register_transform("test")
@@ -156,7 +159,7 @@ def _cifar_basic(size: tuple[int, int], channels: int, **_: Any) -> v2.Transform
 def _cifar_cutout(size: tuple[int, int], channels: int, cutout_size: int | None = None,
                   cutout_fill: float | Sequence[float] = 0.0, **_: Any) -> v2.Transform:
     return v2.Compose([*_head(channels), *_crop_flip(size), *_tail(),
-                       Cutout(_cutout_size(size, cutout_size), fill=cutout_fill)])
+                       Cutout(cutout_size_for(size, cutout_size), fill=cutout_fill)])
 
 
 @register_transform("cifar_simclr")
@@ -169,7 +172,7 @@ def _cifar_simclr(size: tuple[int, int], channels: int, cutout_size: int | None 
     blur = [v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5)]
     # The paper's order (appendix D.2): flip and crop, Cutout, then the SimCLR colour operations.
     # Colour jitter is faster on PIL images, blur on tensors: convert in between.
-    cutout = Cutout(_cutout_size(size, cutout_size), fill=cutout_fill)
+    cutout = Cutout(cutout_size_for(size, cutout_size), fill=cutout_fill)
     return v2.Compose([*_head(channels), *_crop_flip(size), cutout, *colour, v2.ToImage(), *blur,
                        *_tail(False)])
 
@@ -179,7 +182,7 @@ def _autoaugment(size: tuple[int, int], channels: int, cutout_size: int | None =
                  cutout_fill: float | Sequence[float] = 0.0, **_: Any) -> v2.Transform:
     policy = v2.AutoAugmentPolicy.CIFAR10 if max(size) <= 64 else v2.AutoAugmentPolicy.IMAGENET
     return v2.Compose([*_head(channels), *_crop_flip(size), v2.AutoAugment(policy), *_tail(),
-                       Cutout(_cutout_size(size, cutout_size), fill=cutout_fill)])
+                       Cutout(cutout_size_for(size, cutout_size), fill=cutout_fill)])
 
 
 @register_transform("fmnist_basic")

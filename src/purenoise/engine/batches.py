@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from purenoise.engine.seeding import derive_seed
 
-__all__ = ["SeededTransformDataset", "LoaderBatches", "epoch_indices"]
+__all__ = ["SeededTransformDataset", "EpochBatches", "LoaderBatches", "epoch_indices"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK63 = (1 << 63) - 1
@@ -68,7 +68,54 @@ def epoch_indices(kind: str, labels: Sequence[int], *, seed: int, epoch: int, ra
     return np.fromiter(iter(sampler), dtype=np.int64)
 
 
-class LoaderBatches:
+class EpochBatches:
+    """What every loader of the trainer shares: the steps of an epoch and its seeded order.
+
+    An epoch has ``len(labels) // world_size // batch_size`` full batches per process (the last
+    incomplete one is dropped: BatchNorm needs more than one row, OPeN more than a few), at most
+    ``limit_batches``. :meth:`set_epoch` draws the epoch's order of dataset indices from the
+    sampler stream of the run's seed and hands the part this process uses to the subclass.
+
+    Subclasses implement ``_epoch_order(kind, epoch)`` (this process's indices, in order) and
+    ``_begin_epoch(epoch, order, start_batch)``.
+    """
+
+    def __init__(self, num_images: int, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 limit_batches: int | None = None) -> None:
+        self.batch_size = int(batch_size)
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.full_steps = num_images // world_size // self.batch_size
+        if self.full_steps == 0:
+            raise ValueError(
+                f"the training set has {num_images} images, fewer than one batch of "
+                f"{batch_size} per process; lower batch_size"
+            )
+        self.steps = min(self.full_steps, limit_batches or self.full_steps)
+        self._start = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    @property
+    def sampler_seed(self) -> int:
+        """The seed of the sampler stream (the same on every rank)."""
+        return derive_seed(self.seed, "sampler")
+
+    def set_epoch(self, epoch: int, kind: str, start_batch: int = 0) -> None:
+        """Draw the epoch's order (``kind``: instance/balanced/sqrt) and skip ``start_batch`` batches."""
+        order = self._epoch_order(kind, epoch)[: self.steps * self.batch_size]
+        self._start = int(start_batch)
+        self._begin_epoch(epoch, order, self._start)
+
+    def _epoch_order(self, kind: str, epoch: int):
+        raise NotImplementedError
+
+    def _begin_epoch(self, epoch: int, order: Any, start_batch: int) -> None:
+        raise NotImplementedError
+
+
+class LoaderBatches(EpochBatches):
     """Batches of augmented images in ``[0, 1]`` and labels, on ``device``.
 
     Args:
@@ -88,18 +135,9 @@ class LoaderBatches:
                  batch_size: int, device: torch.device, seed: int, workers: int = 2, rank: int = 0,
                  world_size: int = 1, limit_batches: int | None = None) -> None:
         self.labels = list(labels)
-        self.batch_size = batch_size
+        super().__init__(len(self.labels), batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
+                         limit_batches=limit_batches)
         self.device = device
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        per_rank = len(self.labels) // world_size
-        self.full_steps = per_rank // batch_size
-        if self.full_steps == 0:
-            raise ValueError(
-                f"the training set has {len(self.labels)} images, fewer than one batch of "
-                f"{batch_size} per process; lower batch_size"
-            )
-        self.steps = min(self.full_steps, limit_batches or self.full_steps)
         self._sampler = _ListSampler()
         self.loader = DataLoader(
             SeededTransformDataset(dataset, transform), batch_size=batch_size,
@@ -107,22 +145,18 @@ class LoaderBatches:
             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
         )
-        self._start = 0
 
-    def __len__(self) -> int:
-        return self.steps
+    def _epoch_order(self, kind: str, epoch: int) -> np.ndarray:
+        return epoch_indices(kind, self.labels, seed=self.sampler_seed, epoch=epoch, rank=self.rank,
+                             world_size=self.world_size)
 
-    def set_epoch(self, epoch: int, kind: str, start_batch: int = 0) -> None:
-        """Draw the epoch's order (``kind``: instance/balanced/sqrt) and skip ``start_batch`` batches."""
-        order = epoch_indices(kind, self.labels, seed=derive_seed(self.seed, "sampler"), epoch=epoch,
-                              rank=self.rank, world_size=self.world_size)
-        order = order[: self.steps * self.batch_size]
+    def _begin_epoch(self, epoch: int, order: np.ndarray, start_batch: int) -> None:
+        # Every sample's augmentation has its own seed: the same images whatever the workers.
         base = derive_seed(self.seed, "augment", epoch, self.rank)
         positions = np.arange(order.size, dtype=np.uint64)
         seeds = (np.uint64(base) + positions * np.uint64(_GOLDEN)) & np.uint64(_MASK63)
         start = start_batch * self.batch_size
         self._sampler.items = list(zip(order[start:].tolist(), seeds[start:].tolist()))
-        self._start = start_batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         non_blocking = self.device.type == "cuda"

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from purenoise.data.batch_augment import BatchAugment
+from purenoise.engine.batches import EpochBatches
 from purenoise.engine.seeding import derive_seed
 from purenoise.errors import ConfigError
 from purenoise.schemes import SAMPLING_KINDS
@@ -86,7 +87,7 @@ def device_epoch_order(kind: str, labels: torch.Tensor, *, seed: int, epoch: int
     return order[rank::world_size]
 
 
-class DeviceBatches:
+class DeviceBatches(EpochBatches):
     """Augmented batches in ``[0, 1]`` and labels from a training set kept on ``device``.
 
     Args:
@@ -121,33 +122,20 @@ class DeviceBatches:
         # Every batch has batch_size rows (the last incomplete one is dropped): one static graph.
         self._apply = (torch.compile(augment.apply, dynamic=False)
                        if compile and augment is not None and (augment.crop or augment.ops) else None)
-        self.batch_size = int(batch_size)
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        per_rank = self.labels.shape[0] // world_size  # as LoaderBatches: same steps per epoch
-        self.full_steps = per_rank // self.batch_size
-        if self.full_steps == 0:
-            raise ValueError(
-                f"the training set has {self.labels.shape[0]} images, fewer than one batch of "
-                f"{batch_size} per process; lower batch_size"
-            )
-        self.steps = min(self.full_steps, limit_batches or self.full_steps)
+        super().__init__(self.labels.shape[0], batch_size=batch_size, seed=seed, rank=rank,
+                         world_size=world_size, limit_batches=limit_batches)
         self._index = _ClassIndex(self.labels)
         self._gen = torch.Generator(self.device)
         self._epoch = 0
         self._order = torch.empty(0, dtype=torch.int64, device=self.device)
-        self._start = 0
 
-    def __len__(self) -> int:
-        return self.steps
+    def _epoch_order(self, kind: str, epoch: int) -> torch.Tensor:
+        return device_epoch_order(kind, self.labels, seed=self.sampler_seed, epoch=epoch, rank=self.rank,
+                                  world_size=self.world_size, index=self._index)
 
-    def set_epoch(self, epoch: int, kind: str, start_batch: int = 0) -> None:
-        """Draw the epoch's order (``kind``: instance/balanced/sqrt) and skip ``start_batch`` batches."""
-        order = device_epoch_order(kind, self.labels, seed=derive_seed(self.seed, "sampler"), epoch=epoch,
-                                   rank=self.rank, world_size=self.world_size, index=self._index)
-        self._order = order[: self.steps * self.batch_size]
+    def _begin_epoch(self, epoch: int, order: torch.Tensor, start_batch: int) -> None:
+        self._order = order
         self._epoch = epoch
-        self._start = int(start_batch)
 
     def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``b`` of the current epoch: ``(images float [B, C, H, W] in [0, 1], labels)``."""

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NormedLinear", "make_classifier", "init_resnet_weights"]
+from purenoise.errors import ModelError
+
+__all__ = ["NormedLinear", "make_classifier", "init_resnet_weights", "PadShortcut", "BasicBlock"]
 
 
 class NormedLinear(nn.Module):
@@ -58,3 +60,51 @@ def init_resnet_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
         elif isinstance(m, NormedLinear):
             m.reset_parameters()
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut: take every second pixel and zero-pad the new channels on both sides."""
+
+    def __init__(self, pad_channels: int) -> None:
+        super().__init__()
+        self.pad_channels = pad_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad_channels
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
+
+
+class BasicBlock(nn.Module):
+    """Post-activation ResNet basic block: conv3x3-BN-ReLU, conv3x3-BN, add the shortcut, ReLU.
+
+    Args:
+        in_planes: Input channels.
+        planes: Output channels.
+        stride: Stride of the first convolution.
+        shortcut: When the shape changes, ``"projection"`` (1x1 conv + BN, "option B") or
+            ``"pad"`` (subsample and zero-pad the channels, "option A", which needs stride 2 and
+            doubled channels). An unchanged shape always takes the identity.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "projection") -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            if shortcut == "pad":
+                if stride != 2 or planes != 2 * in_planes:
+                    raise ModelError("option-A shortcut needs stride 2 and doubled channels")
+                self.shortcut = PadShortcut(planes // 4)
+            elif shortcut == "projection":
+                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                              nn.BatchNorm2d(planes))
+            else:
+                raise ModelError(f"unknown shortcut {shortcut!r}; choose 'projection' or 'pad'")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)

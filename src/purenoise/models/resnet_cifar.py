@@ -13,42 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise.errors import ModelError
-from purenoise.models.layers import make_classifier
+from purenoise.models.layers import BasicBlock, make_classifier
 from purenoise.models.registry import register_model
 
 __all__ = ["CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
-
-
-class _PadShortcut(nn.Module):
-    """Option-A shortcut: take every second pixel and zero-pad the new channels on both sides."""
-
-    def __init__(self, pad_channels: int) -> None:
-        super().__init__()
-        self.pad_channels = pad_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pad_channels
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        if stride != 1 or in_planes != planes:
-            if stride != 2 or planes != 2 * in_planes:
-                raise ModelError("option-A shortcut needs stride 2 and doubled channels")
-            self.shortcut: nn.Module = _PadShortcut(planes // 4)
-        else:
-            self.shortcut = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):
@@ -84,8 +52,8 @@ class CifarResNet(nn.Module):
 
     @staticmethod
     def _stage(in_planes: int, planes: int, n: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(*[_BasicBlock(in_planes if i == 0 else planes, planes,
-                                           stride if i == 0 else 1) for i in range(n)])
+        return nn.Sequential(*[BasicBlock(in_planes if i == 0 else planes, planes,
+                                          stride if i == 0 else 1, shortcut="pad") for i in range(n)])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[N, 64]``, the classifier's input."""

@@ -16,30 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise.errors import ModelError
-from purenoise.models.layers import init_resnet_weights, make_classifier
+from purenoise.models.layers import BasicBlock, init_resnet_weights, make_classifier
 from purenoise.models.registry import register_model
 
 __all__ = ["SmallResNet", "resnet_small"]
-
-
-class _BasicBlock(nn.Module):
-    """Post-activation basic block with a 1x1-conv + BN projection when the shape changes."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                          nn.BatchNorm2d(planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x), inplace=True)
 
 
 class SmallResNet(nn.Module):
@@ -76,7 +56,7 @@ class SmallResNet(nn.Module):
         )
         stages, prev = [], widths[0]
         for i, w in enumerate(widths):
-            stages.append(_BasicBlock(prev, w, 1 if i == 0 else 2))
+            stages.append(BasicBlock(prev, w, 1 if i == 0 else 2))
             prev = w
         self.stages = nn.Sequential(*stages)
         self.fc = make_classifier(prev, num_classes, use_norm)
