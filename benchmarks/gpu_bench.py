@@ -36,9 +36,7 @@ import numpy as np
 import torch
 
 from purenoise.config import load_config
-from purenoise.darbn import routed_forward
 from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
-from purenoise.engine.evaluate import autocast_context
 from purenoise.engine.setup import build_model
 from purenoise.engine.trainer import Trainer
 
@@ -97,18 +95,8 @@ class Results:
 
 
 def _step(tr: Trainer, images, labels, noise: bool, noise_pass: str | None = None) -> int:
-    """One training step as Trainer._train_epoch runs it (without its bookkeeping)."""
-    images = tr.normalize(images)
-    k = 0
-    if noise:
-        images, labels, k = tr.open_(images, labels, generator=tr.noise_gen)
-    with autocast_context(tr.device, tr.cfg["amp"]):
-        logits = routed_forward(tr.train_model, images, k, noise_pass=noise_pass or tr.cfg["noise_pass"])
-    loss = tr.criterion(logits.float(), labels)
-    tr.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    tr.optimizer.step()
-    return k
+    """One training step: the trainer's own (:meth:`Trainer.train_step`)."""
+    return tr.train_step(images, labels, noise=noise, noise_pass=noise_pass).n_noise
 
 
 # Kinds of step: (OPeN on, noise_pass; None: the trainer's, which keeps one pass when compiled).

@@ -19,13 +19,13 @@ import yaml
 from PIL import Image
 
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
-from purenoise.report import (
+from purenoise.report import make_report
+from purenoise.runs import (
     MAIN_METRICS,
     aggregate,
     format_aggregate,
     format_table,
     load_run,
-    make_report,
     minority_half_accuracy,
     summarize,
 )

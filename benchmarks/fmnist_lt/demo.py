@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     code = study.main(["--plan", "demo", "--runs", str(runs_dir), *[x for kv in extra for x in ("--set", kv)]])
     if code:
         return code
-    from purenoise.report import format_table, load_run, make_report
+    from purenoise.report import make_report
+    from purenoise.runs import format_table, load_run
 
     runs = [load_run(spec.folder(runs_dir)) for spec in study.plan("demo", runs_dir)]
     report = make_report(runs, out_dir=runs_dir / "report",

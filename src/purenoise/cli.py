@@ -237,11 +237,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ report / data
 def cmd_report(args: argparse.Namespace) -> int:
-    from purenoise import report
+    from purenoise.report import make_report
+    from purenoise.runs import format_table, load_run
 
-    runs = [report.load_run(d) for d in args.run_dirs]
-    path = report.make_report(args.run_dirs, out_dir=args.out, title=args.title)
-    print(report.format_table(runs))
+    runs = [load_run(d) for d in args.run_dirs]
+    path = make_report(args.run_dirs, out_dir=args.out, title=args.title)
+    print(format_table(runs))
     print(f"report: {path}")
     return 0
 

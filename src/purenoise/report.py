@@ -8,7 +8,7 @@ seeds, with a 95% t-interval. Where eval.json holds the memorization diagnostic,
 per-class training accuracy (un-augmented training set) next to test accuracy: the gap OPeN is
 meant to close.
 
->>> from purenoise.report import make_report, format_table
+>>> from purenoise.report import make_report
 >>> make_report(["runs/erm_s0", "runs/erm_s1", "runs/open_s0", "runs/open_s1"])  # doctest: +SKIP
 PosixPath('runs/report/report.md')
 """
@@ -27,35 +27,9 @@ import numpy as np
 
 from purenoise.engine.checkpoint import atomic_write_text
 from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference
-from purenoise.runs import (
-    HEADERS,
-    MAIN_METRICS,
-    Run,
-    RunLike,
-    aggregate,
-    format_aggregate,
-    format_table,
-    load_run,
-    load_runs,
-    minority_half_accuracy,
-    pct,
-    run_labels,
-    summarize,
-)
+from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, pct, run_labels, summarize
 
-__all__ = [
-    "Run",
-    "load_run",
-    "minority_half_accuracy",
-    "summarize",
-    "format_table",
-    "aggregate",
-    "format_aggregate",
-    "make_report",
-    "report_entries",
-    "paired_table",
-    "MAIN_METRICS",
-]
+__all__ = ["make_report", "report_entries", "paired_table"]
 
 PER_CLASS_TABLE_MAX = 30
 PAIRED_METRICS = ("top1", "minority_half")

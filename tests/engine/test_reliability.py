@@ -433,7 +433,8 @@ def test_a_failing_rank_ends_all_ranks_with_its_error_once(tmp_path):
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
     # Explicit statistics: computing them would read the truncated file on every rank at set-up.
-    cfg = _write_cfg(folder, tmp_path, epochs=2, batch_size=8, limit_batches=2,
+    # No memorization diagnostic: rank 0 would read the truncated image there first.
+    cfg = _write_cfg(folder, tmp_path, epochs=2, batch_size=8, limit_batches=2, memorization=False,
                      dataset_options={"mean": [0.2] * 3, "std": [0.25] * 3})
     out = tmp_path / "ddp"
     proc = torchrun("train", "-c", str(cfg), "-o", str(out))

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from purenoise.noise import PureNoise
 from purenoise.open import OPeN, NoiseAugment
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
-__all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "train"]
+__all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "train"]
 
 _CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
 
@@ -80,6 +81,17 @@ class _Stats:
 
     def values(self) -> dict[str, float]:
         return dict(zip(self.KEYS, self.t.tolist()))
+
+
+@dataclass
+class StepResult:
+    """What :meth:`Trainer.train_step` returns: the batch as trained and its outputs."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    images: torch.Tensor  # normalized, noise rows last
+    labels: torch.Tensor
+    n_noise: int
 
 
 class Trainer:
@@ -343,35 +355,11 @@ class Trainer:
             step = epoch * self.steps_per_epoch + b
             self._seed_step(derive_seed(cfg["seed"], "step", step, env.rank))  # dropout etc.
             self.noise_gen.manual_seed(derive_seed(cfg["seed"], "noise", step, env.rank))
-            images = self.normalize(images)
-            k = 0
-            if noise_on:
-                transform = self.open_ if method == "open" else self.noise_aug
-                images, labels, k = transform(images, labels, generator=self.noise_gen)
-                if k and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
-                    self._save_samples(images, labels, k)
-            with autocast_context(self.device, cfg["amp"]):
-                logits = routed_forward(self.train_model, images, k, noise_pass=cfg["noise_pass"],
-                                        blockers=self.split_blockers)
-            loss = self.criterion(logits.float(), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            try:
-                self.scaler.scale(loss).backward()
-            except RuntimeError as e:
-                if not self.detect_anomaly:
-                    raise
-                raise TrainingDiverged(
-                    f"autograd anomaly detection stopped training at epoch {epoch + 1}, step {b + 1} "
-                    f"(global step {step}): {e} The forward operation that produced it is in the "
-                    f"warning printed above."
-                ) from None
-            if cfg["grad_clip"]:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.module.parameters(), cfg["grad_clip"])
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            stats.update(loss, logits.detach(), labels, k, step)
+            out = self.train_step(images, labels, noise=noise_on,
+                                  where=f" at epoch {epoch + 1}, step {b + 1} (global step {step})")
+            if out.n_noise and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
+                self._save_samples(out.images, out.labels, out.n_noise)
+            stats.update(out.loss, out.logits.detach(), out.labels, out.n_noise, step)
             last = b + 1 == self.steps_per_epoch
             if (b + 1) % _CHECK_EVERY == 0 or last:
                 self._check_finite(stats, epoch)
@@ -391,6 +379,54 @@ class Trainer:
             self._save("last.pt", epoch + 1)
             self._interrupt(epoch + 1, 0, None)
         return self._epoch_record(epoch, kind, stats, time.perf_counter() - t0, rows0)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, *, noise: bool = False,
+                   noise_pass: str | None = None, where: str = "") -> StepResult:
+        """One optimizer step on a batch, exactly as the training loop runs it.
+
+        normalize -> pure noise (OPeN or noise_aug, when ``noise``; noise rows last, drawn from the
+        trainer's noise generator) -> routed forward under the run's autocast -> loss -> backward
+        (scaled for fp16) -> gradient clipping -> optimizer step -> scheduler step.
+
+        Args:
+            images: Augmented images in ``[0, 1]`` (float or uint8), on the trainer's device.
+            labels: Their labels.
+            noise: Apply the run's noise transform (the loop does from ``defer_epoch`` for OPeN).
+            noise_pass: Override the config's ``noise_pass`` for this step.
+            where: Where the step is, for error messages (e.g. " at epoch 3, step 7").
+
+        Returns:
+            The loss, the logits, the batch as trained (normalized images with the noise rows
+            last, and their labels) and the number of noise rows.
+        """
+        cfg = self.cfg
+        images = self.normalize(images)
+        k = 0
+        if noise:
+            transform = self.open_ if cfg["method"] == "open" else self.noise_aug
+            if transform is None:
+                raise ConfigError(f"method '{cfg['method']}' trains on no pure noise; noise=True needs "
+                                  "open or noise_aug")
+            images, labels, k = transform(images, labels, generator=self.noise_gen)
+        with autocast_context(self.device, cfg["amp"]):
+            logits = routed_forward(self.train_model, images, k, noise_pass=noise_pass or cfg["noise_pass"],
+                                    blockers=self.split_blockers)
+        loss = self.criterion(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            self.scaler.scale(loss).backward()
+        except RuntimeError as e:
+            if not self.detect_anomaly:
+                raise
+            raise TrainingDiverged(f"autograd anomaly detection stopped training{where}: {e} The forward "
+                                   "operation that produced it is in the warning printed above.") from None
+        if cfg["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.module.parameters(), cfg["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return StepResult(loss, logits, images, labels, k)
 
     def _seed_step(self, seed: int) -> None:
         # Only the generators this process draws from: torch.manual_seed would also reach every
