@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
     e.add_argument("--checkpoint", required=True, help="model.pt or a training checkpoint")
     e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
-    e.add_argument("--data-root", help="data folder")
+    e.add_argument("--data-root", help="data folder (default: the one recorded in the checkpoint)")
     e.add_argument("--out", help="write the metrics to this JSON file")
     e.add_argument("--device", default="auto")
     e.add_argument("--batch-size", type=int, default=256)
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_report)
 
     pr = sub.add_parser("predict", help="classify image files")
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", required=True, help="a run's exported model.pt")
     pr.add_argument("images", nargs="+")
     pr.add_argument("--top", type=int, default=3)
     pr.add_argument("--device", default="auto")
