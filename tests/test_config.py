@@ -237,3 +237,16 @@ def test_routing_choices_match_the_layers_that_check_them():
     assert SCHEMA["bn_mode"].choices == darbn.BN_MODES
     assert SCHEMA["noise_grad"].choices == darbn.NOISE_GRAD_MODES
     assert SCHEMA["noise_pass"].choices == darbn.NOISE_PASSES
+
+
+def test_yaml_values_a_checkpoint_cannot_hold_are_refused_when_loading(tmp_path):
+    # A date (or set) would pass the type check of a mapping key and fail only at the first
+    # checkpoint, since checkpoints load nothing but plain data.
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nmodel_options:\n  when: 2024-01-31\n")
+    with pytest.raises(ConfigError, match=r"config key 'model_options\.when' .* is datetime\.date\(2024, 1, 31\)"):
+        load_config(path)
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nloss_options: {tags: !!set {a: null}}\n")
+    with pytest.raises(ConfigError, match=r"config key 'loss_options\.tags' .* is \{'a'\} \(set\)"):
+        load_config(path)
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nmodel_options:\n  when: '2024-01-31'\n")
+    assert load_config(path)["model_options"] == {"when": "2024-01-31"}
