@@ -252,3 +252,16 @@ def test_every_key_is_classified_by_scope():
     assert {"name", "device", "workers", "memorization"} <= parts[2]
     with pytest.raises(ValueError, match="scope"):
         Field((int,), 0, "a key without a scope")
+
+
+def test_yaml_values_a_checkpoint_cannot_hold_are_refused_when_loading(tmp_path):
+    # A date (or set) would pass the type check of a mapping key and fail only at the first
+    # checkpoint, since checkpoints load nothing but plain data.
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nmodel_options:\n  when: 2024-01-31\n")
+    with pytest.raises(ConfigError, match=r"config key 'model_options\.when' .* is datetime\.date\(2024, 1, 31\)"):
+        load_config(path)
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nloss_options: {tags: !!set {a: null}}\n")
+    with pytest.raises(ConfigError, match=r"config key 'loss_options\.tags' .* is \{'a'\} \(set\)"):
+        load_config(path)
+    path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nmodel_options:\n  when: '2024-01-31'\n")
+    assert load_config(path)["model_options"] == {"when": "2024-01-31"}

@@ -141,7 +141,15 @@ def _summary(m: dict[str, Any], out: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ eval / predict
-def _load_for_inference(path: str, device_pref: str):
+def _load_for_inference(path: str, device_pref: str, data: Any = None, state: dict[str, Any] | None = None):
+    """The model of a checkpoint, ready for inference, with what is needed to feed it.
+
+    Nothing the file says triggers an action: weights are loaded with ``weights_only``, the model
+    is built without pretrained weights (so nothing is downloaded) and no dataset is built here.
+    ``model.pt`` holds its classes and normalization; a training checkpoint takes them from
+    ``data``, the dataset the caller built, and without it is refused. ``state`` is the file's
+    content when the caller has loaded it already.
+    """
     import torch
 
     from purenoise.darbn import revert_darbn
@@ -150,20 +158,27 @@ def _load_for_inference(path: str, device_pref: str):
     from purenoise.engine.setup import load_model_state
     from purenoise.models import create_model
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path) if state is None else state
     cfg = state["config"]
     device = resolve_device(device_pref)
     if state.get("kind") == "model":
         meta = state
-    else:  # a training checkpoint: rebuild the metadata from its dataset
-        from purenoise.engine.setup import build_data, model_options
+    elif data is None:
+        raise PureNoiseError(
+            f"{path} is a training checkpoint, which does not record the class names and input "
+            f"normalization that predict needs; use the run's exported model "
+            f"({Path(path).parent.parent / 'model.pt'} for a run folder's checkpoints/{Path(path).name})"
+        )
+    else:  # a training checkpoint: the metadata of the dataset it was trained on
+        from purenoise.engine.setup import model_options
 
-        data = build_data(cfg)
         meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
-                "class_names": data.info.class_names, "class_counts": data.class_counts,
+                "class_names": data.info.class_names, "class_counts": state.get("class_counts", data.class_counts),
                 "image_size": list(data.info.image_size), "mean": list(data.info.mean),
                 "std": list(data.info.std), "model_name": cfg["model"], "model_options": model_options(cfg)}
-    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **meta["model_options"])
+    # The file's options never fetch weights: the checkpoint's own weights replace them anyway.
+    options = {**meta["model_options"], "pretrained": False, "download": False}
+    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **options)
     weights = state["model"]
     if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):
         weights = {k: v for k, v in weights.items() if ".aux_bn." not in k}
@@ -173,18 +188,33 @@ def _load_for_inference(path: str, device_pref: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on a test set.
+
+    The test set is the one named by ``--dataset`` / ``--data-root``, else the checkpoint's own
+    dataset and ``data_root``; it is never downloaded, whatever the checkpoint's config says.
+    """
     from purenoise.config import validate_config
+    from purenoise.engine.checkpoint import load_checkpoint
     from purenoise.engine.evaluate import Normalizer, evaluate
     from purenoise.engine.setup import build_data
 
-    model, meta, cfg, device, _ = _load_for_inference(args.checkpoint, args.device)
-    cfg = dict(cfg)
+    state = load_checkpoint(args.checkpoint)
+    cfg = dict(state["config"])
     if args.dataset:
+        same = args.dataset.strip().lower().replace("-", "_") == str(cfg["dataset"]).lower().replace("-", "_")
+        if state.get("kind") != "model" and not same:
+            raise PureNoiseError(
+                f"{args.checkpoint} is a training checkpoint: its input normalization is that of "
+                f"{cfg['dataset']}'s training set. To evaluate on {args.dataset}, use the run's "
+                f"exported model.pt, which records it"
+            )
         cfg["dataset"] = args.dataset
     if args.data_root:
         cfg["data_root"] = args.data_root
+    cfg["download"] = False
     cfg = validate_config(cfg)
     data = build_data(cfg)
+    model, meta, _, device, _ = _load_for_inference(args.checkpoint, args.device, data, state)
     if data.test is None:
         raise PureNoiseError(f"dataset {cfg['dataset']} has no test split to evaluate on")
     if data.info.num_classes != meta["num_classes"]:
@@ -292,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
     e.add_argument("--checkpoint", required=True, help="model.pt or a training checkpoint")
     e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
-    e.add_argument("--data-root", help="data folder")
+    e.add_argument("--data-root", help="data folder (default: the one recorded in the checkpoint)")
     e.add_argument("--out", help="write the metrics to this JSON file")
     e.add_argument("--device", default="auto")
     e.add_argument("--batch-size", type=int, default=256)
@@ -306,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_report)
 
     pr = sub.add_parser("predict", help="classify image files")
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", required=True, help="a run's exported model.pt")
     pr.add_argument("images", nargs="+")
     pr.add_argument("--top", type=int, default=3)
     pr.add_argument("--device", default="auto")

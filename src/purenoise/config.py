@@ -294,6 +294,32 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return cfg
 
 
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _not_plain(value: Any, where: str) -> tuple[str, Any] | None:
+    """``(key path, value)`` of the first entry that is not plain data (null, bool, number, string,
+    list or mapping), else ``None``. Checkpoints store the config and load only plain data, so a
+    YAML date or set would otherwise fail at the first checkpoint, after an epoch of training."""
+    if type(value) in _PLAIN:
+        return None
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) not in _PLAIN:
+                return f"{where} (key {k!r})", k
+            found = _not_plain(v, f"{where}.{k}")
+            if found:
+                return found
+        return None
+    if type(value) in (list, tuple):
+        for i, v in enumerate(value):
+            found = _not_plain(v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return where, value
+
+
 def _type_name(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              list: "a list", dict: "a mapping"}
@@ -332,6 +358,14 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[s
             raise ConfigError(
                 f"config key '{key}'{_where(source)} must be {_type_name(field.types)}, "
                 f"got {value!r} ({type(value).__name__}): {field.help}"
+            )
+        found = _not_plain(value, key)
+        if found:
+            where, bad = found
+            raise ConfigError(
+                f"config key '{where}'{_where(source)} is {bad!r} ({type(bad).__name__}); values must be "
+                "numbers, strings, true/false, null, lists or mappings (quote dates and other special "
+                "YAML values, e.g. '2024-01-31')"
             )
         if float in field.types and isinstance(value, (int, float)):
             if not math.isfinite(value):

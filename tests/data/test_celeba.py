@@ -114,3 +114,15 @@ def test_celeba5_missing_image(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1"):
         bundle = create_dataset("celeba5", tmp_path, skip_corrupt=True, stats=False)
     assert bundle.class_counts == [5, 5, 2, 4, 3]
+
+
+@pytest.mark.parametrize("csv", [False, True])
+def test_celeba5_image_name_leaving_the_image_folder(tmp_path, csv):
+    write_celeba(tmp_path, csv=csv)
+    name = "list_attr_celeba.csv" if csv else "list_attr_celeba.txt"
+    lines = (tmp_path / name).read_text().splitlines()
+    sep = "," if csv else " "
+    lines[3] = "../../../etc/hostname" + sep + lines[3].split(sep, 1)[1]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"{name}:4: image name '../../../etc/hostname' leads outside the image folder"):
+        create_dataset("celeba5", tmp_path, stats=False)

@@ -151,3 +151,22 @@ def test_datasets_pickle_for_dataloader_workers(cifar10_root):
     train = create_dataset("cifar10_lt", root, ratio=10, verify=False, stats=False).train
     clone = pickle.loads(pickle.dumps(train))
     assert np.array_equal(clone.data, train.data) and clone.targets == train.targets
+
+
+def test_verify_false_warns_that_unchecked_pickles_are_loaded(cifar10_root, monkeypatch):
+    import warnings
+
+    from purenoise.data import cifar
+
+    root, _, _ = cifar10_root
+    with pytest.warns(UserWarning, match=r"CIFAR-10: verify=False unpickles the files in .*cifar-10-batches-py "
+                                         r"without checking .* can run code"):
+        create_dataset("cifar10_lt", root, ratio=10, verify=False, stats=False)
+    # Verified loading (checksums made to match) is silent and checks every file it unpickles.
+    checked = []
+    monkeypatch.setattr(cifar, "check_integrity", lambda path, md5: checked.append(Path(path).name) or True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        create_dataset("cifar10_lt", root, ratio=10, stats=False)
+    batches = [f"data_batch_{i}" for i in range(1, 6)]
+    assert sorted(checked) == sorted([*batches, "test_batch", "batches.meta", "batches.meta"])

@@ -1,4 +1,7 @@
 import json
+import os
+import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ from purenoise.data import (
     register_dataset,
 )
 from purenoise.data.registry import _REGISTRY
-from purenoise.data.stats import compute_channel_stats, stats_cache_dirs
+from purenoise.data.stats import compute_channel_stats, stats_cache_dir
 from purenoise.errors import ConfigError
 
 
@@ -70,11 +73,16 @@ def test_custom_dataset_and_generic_stats(tiny_registered):
         create_dataset("tiny_test", colour=1)
 
 
-def test_stats_cached_next_to_data_and_reused(tiny_registered, monkeypatch):
+def _cache_files(name: str) -> list:
+    return sorted(stats_cache_dir().glob(f"{name}-*.json"))
+
+
+def test_stats_cached_in_the_user_cache_and_reused(tiny_registered, monkeypatch):
     root = tiny_registered
     first = create_dataset("tiny_test")
-    files = list((root / ".purenoise_cache" / "stats").glob("tiny_test-*.json"))
+    files = _cache_files("tiny_test")
     assert len(files) == 1 and not list(files[0].parent.glob("*.tmp"))
+    assert not (root / ".purenoise_cache").exists()  # never in the data folder
     entry = json.loads(files[0].read_text())
     assert entry["mean"] == list(first.info.mean) and entry["class_counts"] == [3, 3]
 
@@ -87,34 +95,76 @@ def test_stats_cached_next_to_data_and_reused(tiny_registered, monkeypatch):
         create_dataset("tiny_test", value=7)  # other options: another key, so a miss
 
 
-def test_damaged_cache_is_recomputed(tiny_registered):
-    root = tiny_registered
+def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PURENOISE_CACHE_DIR", str(tmp_path / "mine"))
+    assert stats_cache_dir() == tmp_path / "mine" / "stats"
+    monkeypatch.delenv("PURENOISE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert stats_cache_dir() == tmp_path / "xdg" / "purenoise" / "stats"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert stats_cache_dir() == tmp_path / "home" / ".cache" / "purenoise" / "stats"
+
+
+def test_damaged_cache_is_recomputed_with_a_warning(tiny_registered):
     create_dataset("tiny_test")
-    path = next((root / ".purenoise_cache" / "stats").glob("tiny_test-*.json"))
+    path = _cache_files("tiny_test")[0]
     path.write_text("{not json")
-    assert create_dataset("tiny_test").info.mean == pytest.approx((0.2,))
+    with pytest.warns(UserWarning, match=r"statistics cache entry .* cannot be read"):
+        assert create_dataset("tiny_test").info.mean == pytest.approx((0.2,))
     assert json.loads(path.read_text())["mean"] == pytest.approx([0.2])
 
 
-def test_cache_falls_back_to_user_cache(tiny_registered, monkeypatch, tmp_path_factory):
-    user = tmp_path_factory.mktemp("fallback")
-    monkeypatch.setenv("PURENOISE_CACHE_DIR", str(user))
-    real_write = stats_mod._write_atomic
+def test_edited_cache_entry_is_not_used(tiny_registered):
+    first = create_dataset("tiny_test").info
+    path = _cache_files("tiny_test")[0]
+    entry = json.loads(path.read_text())
+    entry["mean"], entry["std"] = [0.9], [5.0]
+    path.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning, match=r"statistics cache entry .* does not match its digest"):
+        again = create_dataset("tiny_test").info
+    assert (again.mean, again.std) == (first.mean, first.std)
+    assert json.loads(path.read_text())["mean"] == list(first.mean)  # the entry is rewritten
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert create_dataset("tiny_test").info.mean == first.mean
 
-    def write(path, payload):
-        if ".purenoise_cache" in str(path):
-            raise PermissionError(13, "Permission denied", str(path))
-        real_write(path, payload)
 
-    monkeypatch.setattr(stats_mod, "_write_atomic", write)
-    create_dataset("tiny_test")
-    assert len(list((user / "stats").glob("tiny_test-*.json"))) == 1
+def test_changed_pixels_or_image_files_are_a_cache_miss(cifar10_root, tmp_path):
+    from PIL import Image
+
+    root, _, _ = cifar10_root
+    a = create_dataset("cifar10", root, verify=False)
+    b = create_dataset("cifar10", root, verify=False)
+    assert len(_cache_files("cifar10")) == 1 and (a.info.mean, a.info.std) == (b.info.mean, b.info.std)
+    # The same description (name, options, root, size, counts) over other pixels: another entry.
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    content = pickle.loads(batch.read_bytes())
+    content["data"] = 255 - content["data"]
+    batch.write_bytes(pickle.dumps(content))
+    c = create_dataset("cifar10", root, verify=False)
+    assert len(_cache_files("cifar10")) == 2 and c.info.mean != a.info.mean
+    # An image file rewritten in place (same path): its size and time change the key.
+    folder = tmp_path / "imgs"
+    for split in ("train", "test"):
+        for k in range(2):
+            (folder / split / f"c{k}").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (4, 4), (40 * k, 0, 0)).save(folder / split / f"c{k}" / "0.png")
+    first = create_dataset("folder", folder).info.mean
+    image = folder / "train" / "c0" / "0.png"
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(image)
+    os.utime(image, ns=(10**18, 10**18))
+    assert create_dataset("folder", folder).info.mean != first
+    assert len(_cache_files("folder")) == 2
 
 
-def test_system_folders_are_never_cache_locations(monkeypatch, tmp_path):
-    monkeypatch.setenv("PURENOISE_CACHE_DIR", str(tmp_path))
-    assert stats_cache_dirs("/usr/share/datasets/fashion-mnist") == [tmp_path / "stats"]
-    assert stats_cache_dirs(str(tmp_path / "d"))[0] == tmp_path / "d" / ".purenoise_cache" / "stats"
+def test_cache_write_failure_warns(tiny_registered, monkeypatch):
+    def fail(path, payload):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(stats_mod, "_write_atomic", fail)
+    with pytest.warns(UserWarning, match="could not cache the statistics of tiny_test.*PURENOISE_CACHE_DIR"):
+        assert create_dataset("tiny_test").info.mean == pytest.approx((0.2,))
 
 
 def test_explicit_and_disabled_stats(tiny_registered):

@@ -122,3 +122,26 @@ def test_grayscale_file_is_converted_to_rgb(imagenet_root):
     save_image(root / lines["train"][0].split()[0], mode="L", fmt="JPEG")
     bundle = create_dataset("imagenet_lt", root, num_classes=3, stats=False)
     assert bundle.train[0][0].mode == "RGB"
+
+
+def test_paths_that_leave_the_root_are_refused_with_file_and_line(imagenet_root, tmp_path_factory):
+    root, lines = imagenet_root
+    outside = tmp_path_factory.mktemp("outside")
+    save_image(outside / "secret.JPEG")  # a real, readable image outside the root
+    escape = "../" * len(root.parts) + str(outside / "secret.JPEG").lstrip("/")
+    bad = lines["train"][:2] + [f"{escape} 1", "/../etc/hostname 0", "train/../../x.JPEG 2"] + lines["train"][2:]
+    (root / "ImageNet_LT_train.txt").write_text("\n".join(bad))
+    with pytest.raises(DataError) as e:
+        create_dataset("imagenet_lt", root, num_classes=3, stats=False)
+    msg = str(e.value)
+    assert "3 bad line(s)" in msg
+    for lineno, rel in ((3, escape), (4, "../etc/hostname"), (5, "train/../../x.JPEG")):
+        assert f"ImageNet_LT_train.txt:{lineno}: image path {rel!r} leads outside the data root" in msg
+
+
+def test_dot_dot_that_stays_inside_the_root_is_accepted(tmp_path):
+    (tmp_path / "s.txt").write_text("a/../b.jpg 1\n./c.jpg 0\n")
+    assert read_split_file(tmp_path / "s.txt", "/r", 2) == [("/r/a/../b.jpg", 1, 1), ("/r/./c.jpg", 0, 2)]
+    (tmp_path / "s.txt").write_text("../../../etc/hostname 1\n")
+    with pytest.raises(DataError, match=r"s.txt:1: image path '../../../etc/hostname' leads outside the data root /r"):
+        read_split_file(tmp_path / "s.txt", "/r", 2)

@@ -37,7 +37,7 @@ import numpy as np
 
 from purenoise.data._checks import check_bool, check_choice, check_int, check_ratio, check_size
 from purenoise.data.folder import imbalance, load_image_folder, prepare_images
-from purenoise.data.imagelist import ImageList, decode_check, default_workers, report_skipped
+from purenoise.data.imagelist import ImageList, decode_check, default_workers, leaves_root, report_skipped
 from purenoise.data.longtail import PROFILES
 from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
 from purenoise.errors import ConfigError, DataError, DataNotFoundError
@@ -56,9 +56,11 @@ def read_attributes(path: str) -> tuple[list[str], dict[str, list[str]]]:
     """Attribute names and, per image file name, its raw values (``"1"``/``"-1"``).
 
     Reads the official text format (count line, names line, one line per image) or the Kaggle CSV.
+    Image names are relative to the image folder and must stay inside it.
 
     Raises:
-        DataError: A malformed line, reported as ``file:line``.
+        DataError: A malformed line, or an image name that leads outside the image folder
+            (``../x``, an absolute path), reported as ``file:line``.
     """
     rows: dict[str, list[str]] = {}
     if path.endswith(".csv"):
@@ -73,7 +75,7 @@ def read_attributes(path: str) -> tuple[list[str], dict[str, list[str]]]:
                     continue
                 if len(row) != len(names) + 1:
                     raise DataError(f"{path}:{lineno}: expected {len(names) + 1} fields, got {len(row)}")
-                rows[row[0].strip()] = [v.strip() for v in row[1:]]
+                rows[_image_name(row[0].strip(), path, lineno)] = [v.strip() for v in row[1:]]
         return names, rows
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -92,10 +94,19 @@ def read_attributes(path: str) -> tuple[list[str], dict[str, list[str]]]:
             raise DataError(
                 f"{path}:{lineno}: expected a file name and {len(names)} values, got {len(parts) - 1} values"
             )
-        rows[parts[0]] = parts[1:]
+        rows[_image_name(parts[0], path, lineno)] = parts[1:]
     if len(rows) != declared:
         raise DataError(f"{path}: line 1 declares {declared} images but the file lists {len(rows)}")
     return names, rows
+
+
+def _image_name(name: str, path: str, lineno: int) -> str:
+    if leaves_root(name):
+        raise DataError(
+            f"{path}:{lineno}: image name {name!r} leads outside the image folder; names must be "
+            f"file names (or paths) inside img_align_celeba"
+        )
+    return name
 
 
 def read_partition(path: str) -> dict[str, int]:

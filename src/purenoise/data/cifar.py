@@ -10,11 +10,16 @@ problem with "Dataset not found or corrupted". purenoise checks the files itself
 missing file and a corrupt one get different messages that say what to do, and so that
 ``verify=False`` can load a copy that is not byte-identical to the official archive (a re-pickled
 or hand-made file in the same format). After that check the subclasses skip torchvision's.
+
+CIFAR's files are Python pickles, and unpickling a file can run code it names. With the default
+``verify=True`` only files whose md5 matches the official release are unpickled; ``verify=False``
+unpickles whatever sits in the data folder, so it warns, and is for files you made or trust.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +79,13 @@ def _resolve_root(root: str | None, base_folder: str) -> str:
     return root
 
 
-def _check_files(kind: str, root: str, *, download: bool, verify: bool) -> None:
+def _check_files(kind: str, root: str, *, train: bool, download: bool, verify: bool) -> None:
+    """Every file of the release must exist; with ``verify``, those the split reads match their md5."""
     tv_cls = getattr(torchvision.datasets, "CIFAR10" if kind == "cifar10" else "CIFAR100")
     title = _CLASSES[kind][1]
     folder = os.path.join(root, tv_cls.base_folder)
-    files = [*tv_cls.train_list, *tv_cls.test_list, [tv_cls.meta["filename"], tv_cls.meta["md5"]]]
+    meta = [tv_cls.meta["filename"], tv_cls.meta["md5"]]
+    files = [*tv_cls.train_list, *tv_cls.test_list, meta]
     missing = [name for name, _ in files if not os.path.isfile(os.path.join(folder, name))]
     if missing and download:
         # torchvision downloads the official archive, checks its md5 and extracts it.
@@ -91,15 +98,22 @@ def _check_files(kind: str, root: str, *, download: bool, verify: bool) -> None:
             f"(torchvision downloads {tv_cls.url} "
             f"and extracts it there), or download that archive yourself and extract it into {root}."
         )
-    if verify:
-        for name, md5 in files:
-            path = os.path.join(folder, name)
-            if not check_integrity(path, md5):
-                raise DataError(
-                    f"{path} does not match the official {title} checksum (md5 {md5}): the file is "
-                    f"damaged or not from the official archive. Delete {folder} and get it again "
-                    f"(download=True), or pass verify=False to load this copy as it is."
-                )
+    if not verify:
+        warnings.warn(
+            f"{title}: verify=False unpickles the files in {folder} without checking them against the "
+            f"official checksums, and unpickling a file can run code it names; use it only for files "
+            f"you made yourself or trust",
+            stacklevel=4,
+        )
+        return
+    for name, md5 in [*(tv_cls.train_list if train else tv_cls.test_list), meta]:
+        path = os.path.join(folder, name)
+        if not check_integrity(path, md5):
+            raise DataError(
+                f"{path} does not match the official {title} checksum (md5 {md5}): the file is "
+                f"damaged or not from the official archive. Delete {folder} and get it again "
+                f"(download=True), or pass verify=False to load this copy as it is, if you trust it."
+            )
 
 
 def load_cifar(kind: str, root: str | None, *, train: bool, download: bool = False, verify: bool = True):
@@ -110,11 +124,13 @@ def load_cifar(kind: str, root: str | None, *, train: bool, download: bool = Fal
         root: Folder holding ``cifar-10-batches-py`` / ``cifar-100-python`` (or that folder itself).
         train: Training set if true, else the test set.
         download: Let torchvision download the official archive if files are missing.
-        verify: Check every file's md5 against the official release.
+        verify: Check the md5 of the files this split reads against the official release
+            before unpickling them. ``False`` unpickles them unchecked (a modified copy), and
+            unpickling can run code a file names: only for files you made or trust; it warns.
     """
     cls, _ = _CLASSES[kind]
     root = _resolve_root(root, cls.base_folder)
-    _check_files(kind, root, download=download, verify=verify)
+    _check_files(kind, root, train=train, download=download, verify=verify)
     try:
         return cls(root, train=train)
     except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as e:
@@ -138,7 +154,7 @@ def _build(
 ) -> DatasetBundle:
     check_bool(name, "verify", verify)
     train = load_cifar(kind, root, train=True, download=download, verify=verify)
-    test = load_cifar(kind, root, train=False, download=False, verify=False)
+    test = load_cifar(kind, root, train=False, download=False, verify=verify)
     classes = list(train.classes)
     options: dict[str, Any] = {"verify": verify}
     if lt is not None:

@@ -30,11 +30,25 @@ __all__ = [
     "describe_conversion",
     "GRAY_MODES",
     "default_workers",
+    "leaves_root",
 ]
 
 # PIL modes that hold one channel of intensity (with or without alpha).
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"})
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def leaves_root(relative: str) -> bool:
+    """Whether ``relative``, joined to a root folder, names a place outside that folder.
+
+    Lists of images (split files, attribute files) name paths relative to the data root. One
+    that is absolute or climbs above the root with ``..`` (``../../../etc/hostname``) would read
+    a file the data does not hold. The check is on the path as written, after ``.`` and ``..``
+    are collapsed; symbolic links inside the root (an image folder linked from another disk)
+    are the root owner's choice and are followed as before.
+    """
+    norm = os.path.normpath(relative)
+    return os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
 
 
 def default_workers() -> int:

@@ -5,7 +5,9 @@ per line, as distributed with the Decoupling code (classifier-balancing):
 ``ImageNet_LT_{train,val,test}.txt`` (paths like ``train/n01440764/n01440764_10026.JPEG``,
 relative to the ILSVRC-2012 image folder) and ``Places_LT_{train,val,test}.txt`` (paths like
 ``data_256/a/airfield/00000001.jpg``, relative to the Places365-Standard folder). A leading ``/``
-on a path is ignored, so both spellings found in the wild resolve under ``root``.
+on a path is ignored, so both spellings found in the wild resolve under ``root``; a path that
+climbs out of ``root`` with ``..`` is a malformed line, so a split file can only name files
+inside the data root.
 
 Every line is checked when the dataset is built (malformed lines, labels outside
 ``[0, num_classes)``, missing image files), each problem reported with the split file and line
@@ -22,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from purenoise.data._checks import check_bool, check_choice, check_int, check_size
-from purenoise.data.imagelist import ImageList, decode_check, default_workers, report_skipped
+from purenoise.data.imagelist import ImageList, decode_check, default_workers, leaves_root, report_skipped
 from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
 from purenoise.errors import DataError, DataNotFoundError, first_lines
 
@@ -45,10 +47,12 @@ _SOURCES = {
 def read_split_file(path: str | os.PathLike, root: str | os.PathLike, num_classes: int) -> list[tuple[str, int, int]]:
     """Parse a split file into ``(absolute image path, label, line number)`` triples.
 
-    Blank lines are ignored. A path may contain spaces (the label is the last field).
+    Blank lines are ignored. A path may contain spaces (the label is the last field). Paths are
+    relative to ``root`` (a leading ``/`` is ignored) and must stay inside it.
 
     Raises:
-        DataError: Listing every malformed line (first ten shown) with ``file:line``.
+        DataError: Listing every malformed line (first ten shown) with ``file:line``, a path that
+            leads outside ``root`` included.
     """
     path = str(path)
     entries: list[tuple[str, int, int]] = []
@@ -84,7 +88,14 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike, num_classe
                 f"set num_classes if this split has more classes"
             )
             continue
-        entries.append((os.path.join(str(root), rel.lstrip("/\\")), label, lineno))
+        rel = rel.lstrip("/\\")
+        if leaves_root(rel):
+            problems.append(
+                f"{path}:{lineno}: image path {rel!r} leads outside the data root {root}; paths in a "
+                f"split file must be relative to the root and stay inside it"
+            )
+            continue
+        entries.append((os.path.join(str(root), rel), label, lineno))
     if problems:
         raise DataError(f"{len(problems)} bad line(s) in {path}:\n" + first_lines(problems))
     if not entries:

@@ -1,16 +1,19 @@
 """Per-channel pixel statistics of the long-tailed training set, cached on disk.
 
-The mean and std serve twice: input normalization, and the Gaussian pure-noise generator (SPEC
-section 1.3), so they must be those of the long-tailed training set the model trains on. They are
-computed once with :func:`purenoise.channel_stats` and stored as a small JSON file keyed by the
-dataset name, its resolved options, its root, its size and its class counts (so a changed
-subset never reuses stale numbers).
+The mean and std serve twice: input normalization, and the Gaussian pure-noise generator, so
+they must be those of the long-tailed training set the model trains on. They are computed once
+with :func:`purenoise.channel_stats` and stored as a small JSON file keyed by the dataset name,
+its resolved options, its root, its size, its class counts and a digest of the content the
+statistics summarize: the pixels themselves for sets held in memory (CIFAR, Fashion-MNIST), the
+path, size and modification time of every image used for image-file sets. A changed subset or an
+image replaced on disk therefore never reuses stale numbers.
 
-Where: ``<data root>/.purenoise_cache/stats/`` when that folder can be written (system folders
-such as Debian's ``/usr/share/datasets`` never are), else
-``$PURENOISE_CACHE_DIR`` or ``$XDG_CACHE_HOME/purenoise`` (``~/.cache/purenoise``) under
-``stats/``. Writes are atomic (temporary file + ``os.replace``), so concurrent processes (DDP
-ranks) never read a half-written file.
+Where: the user's own cache, ``$PURENOISE_CACHE_DIR`` or ``$XDG_CACHE_HOME/purenoise``
+(``~/.cache/purenoise``) under ``stats/``, never the data folder: whoever can write there would
+otherwise set the normalization and the noise of every later run. Each entry stores a digest of
+its key and values; an entry that does not match it (edited or damaged) is recomputed with a
+warning. Writes are atomic (temporary file + ``os.replace``), so concurrent processes (DDP ranks)
+never read a half-written file.
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ from purenoise.data.tensors import as_uint8_tensor
 from purenoise.errors import ConfigError
 from purenoise.noise import channel_stats
 
-__all__ = ["resolve_stats", "cached_channel_stats", "compute_channel_stats", "stats_cache_dirs", "user_cache_dir"]
+__all__ = ["resolve_stats", "cached_channel_stats", "compute_channel_stats", "stats_cache_dir", "user_cache_dir"]
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
-_VERSION = 1
+_VERSION = 2
 # Options that do not change which pixels are in the training set.
 _NOT_IN_KEY = {"mean", "std", "stats", "verify"}
 
@@ -50,17 +53,45 @@ def user_cache_dir() -> Path:
     return Path(base) / "purenoise"
 
 
-# Folders that belong to the system's package manager: never written, even by root.
-_SYSTEM_PREFIXES = ("/usr/", "/opt/", "/etc/", "/lib/", "/bin/", "/sbin/")
+def stats_cache_dir() -> Path:
+    """Folder of the statistics cache: ``stats/`` in :func:`user_cache_dir`."""
+    return user_cache_dir() / "stats"
 
 
-def stats_cache_dirs(data_root: str | None) -> list[Path]:
-    """Candidate cache folders, preferred first: next to the data, then the user cache."""
-    dirs = []
-    if data_root and not (os.path.realpath(data_root) + "/").startswith(_SYSTEM_PREFIXES):
-        dirs.append(Path(data_root) / ".purenoise_cache" / "stats")
-    dirs.append(user_cache_dir() / "stats")
-    return dirs
+def _stat_indices(n: int, max_images: int | None, seed: int = 0) -> list[int] | None:
+    """Indices of the images the statistics are computed on (``None``: all ``n``)."""
+    if max_images is not None and max_images < n:
+        rng = np.random.default_rng(seed)
+        return sorted(rng.choice(n, size=max_images, replace=False).tolist())
+    return None
+
+
+def _content_digest(dataset: Dataset, indices: list[int] | None) -> str | None:
+    """Digest of what the statistics of ``dataset`` (at ``indices``) are computed from.
+
+    The pixels for sets held in memory; path, size and modification time of each image file for
+    image-file sets; ``None`` for other datasets, which are keyed by their description only.
+    """
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
+    digest = hashlib.sha256()
+    if isinstance(inner, (CIFAR10, MNIST)):
+        images, _ = as_uint8_tensor(dataset)
+        if indices is not None:
+            images = images[torch.as_tensor(indices)]
+        digest.update(str(tuple(images.shape)).encode())
+        digest.update(np.ascontiguousarray(images.numpy()))
+        return digest.hexdigest()
+    if isinstance(dataset, DatasetFolder) and hasattr(dataset, "samples"):
+        for i in indices if indices is not None else range(len(dataset.samples)):
+            path = dataset.samples[i][0]
+            try:
+                st = os.stat(path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size = mtime = -1
+            digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+        return digest.hexdigest()
+    return None
 
 
 def _key(bundle: DatasetBundle, max_images: int | None) -> tuple[str, dict[str, Any]]:
@@ -73,21 +104,36 @@ def _key(bundle: DatasetBundle, max_images: int | None) -> tuple[str, dict[str, 
         "num_images": len(bundle.train),
         "class_counts": [int(c) for c in bundle.class_counts],
         "max_images": max_images,
+        "content": _content_digest(bundle.train, _stat_indices(len(bundle.train), max_images)),
     }
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20], material
 
 
-def _read(path: Path, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def _entry_digest(material: dict[str, Any], mean: list[float], std: list[float]) -> str:
+    text = json.dumps({"material": material, "mean": mean, "std": std}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read(path: Path, channels: int, material: dict[str, Any]) -> tuple[Stats | None, str | None]:
+    """``(stats, None)`` from a valid entry, ``(None, None)`` when there is none, else ``(None, why)``."""
     try:
         with open(path, encoding="utf-8") as f:
             entry = json.load(f)
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:
+        return None, f"cannot be read ({e})"
+    try:
         mean, std = tuple(float(v) for v in entry["mean"]), tuple(float(v) for v in entry["std"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        stored = entry["digest"]
+    except (KeyError, TypeError, ValueError):
+        return None, "is not a statistics entry"
+    if stored != _entry_digest(material, entry["mean"], entry["std"]):
+        return None, "does not match its digest (edited, damaged or for other data)"
     if len(mean) != channels or len(std) != channels:
-        return None
-    return mean, std
+        return None, f"holds {len(mean)} channel(s), the data has {channels}"
+    return (mean, std), None
 
 
 def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -130,37 +176,30 @@ def _batches(dataset: Dataset, indices: list[int] | None, batch: int = 256) -> I
 
 def compute_channel_stats(dataset: Dataset, max_images: int | None = None, seed: int = 0) -> Stats:
     """Per-channel mean/std of a dataset's pixels in ``[0, 1]``, optionally on a seeded random subset."""
-    indices = None
-    if max_images is not None and max_images < len(dataset):
-        rng = np.random.default_rng(seed)
-        indices = sorted(rng.choice(len(dataset), size=max_images, replace=False).tolist())
-    return channel_stats(_batches(dataset, indices))
+    return channel_stats(_batches(dataset, _stat_indices(len(dataset), max_images, seed)))
 
 
 def cached_channel_stats(bundle: DatasetBundle, max_images: int | None = None) -> Stats:
-    """Statistics of ``bundle.train`` from the cache, computing and storing them on a miss."""
+    """Statistics of ``bundle.train`` from the cache, computing and storing them on a miss.
+
+    An entry that exists but cannot be used (edited, damaged) is recomputed with a warning.
+    """
     key, material = _key(bundle, max_images)
-    filename = f"{bundle.info.name}-{key}.json"
-    dirs = stats_cache_dirs(bundle.info.root)
-    for d in dirs:
-        hit = _read(d / filename, bundle.info.channels)
-        if hit is not None:
-            return hit
+    path = stats_cache_dir() / f"{bundle.info.name}-{key}.json"
+    hit, problem = _read(path, bundle.info.channels, material)
+    if hit is not None:
+        return hit
+    if problem is not None:
+        warnings.warn(f"statistics cache entry {path} {problem}; computing the statistics of "
+                      f"{bundle.info.name} again", stacklevel=3)
     mean, std = compute_channel_stats(bundle.train, max_images)
-    payload = {**material, "mean": list(mean), "std": list(std)}
-    errors = []
-    for d in dirs:
-        if d.exists() and not os.access(d, os.W_OK):
-            errors.append(f"{d}: not writable")
-            continue
-        try:
-            _write_atomic(d / filename, payload)
-            break
-        except OSError as e:
-            errors.append(f"{d}: {e}")
-    else:
+    values = {"mean": list(mean), "std": list(std)}
+    payload = {**material, **values, "digest": _entry_digest(material, values["mean"], values["std"])}
+    try:
+        _write_atomic(path, payload)
+    except OSError as e:
         warnings.warn(
-            f"could not cache the statistics of {bundle.info.name} ({'; '.join(errors)}); they will be "
+            f"could not cache the statistics of {bundle.info.name} ({path.parent}: {e}); they will be "
             f"computed again next time. Set PURENOISE_CACHE_DIR to a writable folder.",
             stacklevel=3,
         )

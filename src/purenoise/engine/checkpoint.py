@@ -1,8 +1,13 @@
-"""Atomic, full-state checkpoints.
+"""Atomic, full-state checkpoints that load without running code.
 
 A checkpoint is written to a temporary file in the target folder, flushed and fsynced, then
 renamed over the old one, so a crash or kill at any moment leaves either the previous file or
 the new one, never a torn file. The same helper writes reports and JSON files.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: only tensors, numbers, strings,
+lists, tuples, sets and mappings are rebuilt, so a file crafted to run code on unpickling (an
+object whose ``__reduce__`` calls ``os.system``) is refused before anything in it runs. What is
+saved is checked to be made of those types, so every checkpoint purenoise writes loads that way.
 """
 from __future__ import annotations
 
@@ -10,15 +15,20 @@ import errno
 import io
 import json
 import os
+import pickle
 import tempfile
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from purenoise.errors import OutputError, PureNoiseError
+from purenoise.errors import ConfigError, ModelError, OutputError, PureNoiseError
 
-__all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = [
+    "atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "check_loadable", "CHECKPOINT_FORMAT",
+]
 
 CHECKPOINT_FORMAT = "purenoise-checkpoint-v1"
 
@@ -108,20 +118,109 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+# What torch.load(weights_only=True) rebuilds: leaves and containers (exact types, no subclasses).
+_LEAVES = (type(None), bool, int, float, complex, str, bytes, bytearray, torch.Size, torch.device, torch.dtype)
+_TENSORS = (torch.Tensor, torch.nn.Parameter)
+_MAPPINGS = (dict, OrderedDict, Counter)
+_SEQUENCES = (list, tuple, set)
+
+
+def _key_path(parent: str, key: Any) -> str:
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def _first_unloadable(value: Any, where: str = "") -> tuple[str, Any] | None:
+    """``(key path, value)`` of the first entry ``weights_only`` loading would refuse, else ``None``."""
+    kind = type(value)
+    if kind in _LEAVES or kind in _TENSORS:
+        return None
+    if kind in _MAPPINGS:
+        for key, item in value.items():
+            if type(key) not in _LEAVES:
+                return _key_path(where, f"<key {key!r}>"), key
+            found = _first_unloadable(item, _key_path(where, key))
+            if found is not None:
+                return found
+        return None
+    if kind in _SEQUENCES:
+        for i, item in enumerate(value):
+            found = _first_unloadable(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return where, value
+
+
+def check_loadable(state: dict[str, Any]) -> None:
+    """Check that ``state`` is made only of types that ``weights_only`` loading accepts.
+
+    Raises:
+        ConfigError: A config value is of another type (a YAML date, say); the message names
+            the key and says how to write it instead.
+        TypeError: Any other entry is; the message names its key path.
+    """
+    found = _first_unloadable(state)
+    if found is None:
+        return
+    where, value = found
+    if where.startswith("config."):
+        raise ConfigError(
+            f"config key '{where[len('config.'):]}' is {value!r} ({type(value).__name__}), which a "
+            "checkpoint cannot hold; use a number, a string, true/false, null, a list or a mapping "
+            "(quote dates and other special YAML values, e.g. '2024-01-31')"
+        )
+    raise TypeError(
+        f"checkpoint entry '{where}' is a {type(value).__module__}.{type(value).__qualname__}; "
+        "checkpoints hold only tensors, numbers, strings, lists, tuples, sets and mappings, so that "
+        "they load with torch.load(weights_only=True)"
+    )
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Serialize ``state`` with ``torch.save`` and write it atomically."""
+    """Check ``state`` (see :func:`check_loadable`), serialize it with ``torch.save`` and write it atomically."""
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    check_loadable(state)
     buf = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+    torch.save(state, buf)
     return atomic_write(path, buf.getbuffer())
 
 
+def _legacy_numpy_globals() -> list[Any]:
+    """The NumPy globals that rebuild a ``uint32`` array, and nothing else.
+
+    Checkpoints written before the NumPy generator state was stored as a tensor hold
+    ``np.random.get_state()``, whose key is a ``uint32`` ndarray. Loading them needs the array
+    reconstruction function (under the module name of NumPy 2 and of NumPy 1), ``ndarray``,
+    ``dtype`` and the ``uint32`` dtype class; none of these runs code named by the file.
+    """
+    core = getattr(np, "_core", None)
+    multiarray = core.multiarray if core is not None else np.core.multiarray
+    reconstruct = multiarray._reconstruct
+    names = {"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"}
+    return [*((reconstruct, name) for name in sorted(names)), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a purenoise checkpoint, with a clear error for missing, torn or foreign files."""
+    """Load a purenoise checkpoint with ``weights_only=True``, so nothing in the file is executed.
+
+    Raises:
+        PureNoiseError: The file is missing, torn (truncated) or not a purenoise checkpoint.
+        ModelError: The file holds Python objects other than tensors and plain data (a file
+            crafted to run code, or a checkpoint of another program); it is refused unread.
+    """
     path = Path(path)
     if not path.is_file():
         raise PureNoiseError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{path} is not a purenoise checkpoint, or not one from a trusted source: it holds Python "
+            "objects other than tensors, numbers, strings, lists and mappings, and loading those "
+            "could run code. It was refused and nothing in it was executed. Use checkpoints that "
+            "purenoise wrote (model.pt, checkpoints/*.pt) and that come from people you trust"
+        ) from None
     except Exception as e:  # torch raises many types for torn or foreign files
         raise PureNoiseError(
             f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it may be truncated or "

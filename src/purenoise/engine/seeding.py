@@ -34,11 +34,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _numpy_state() -> dict:
+    """NumPy's global generator state as a tensor and plain numbers (loadable with ``weights_only``)."""
+    name, key, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "bit_generator": str(name),
+        "key": torch.from_numpy(key.astype(np.int64)),  # uint32 words, exactly representable
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
+
+
+def _numpy_tuple(state: dict | tuple) -> tuple:
+    """The tuple ``np.random.set_state`` takes, from :func:`_numpy_state`'s dict.
+
+    A tuple, as ``np.random.get_state()`` returns it and as older checkpoints hold it, is
+    passed through unchanged.
+    """
+    if not isinstance(state, dict):
+        return tuple(state)
+    key = state["key"].numpy() if isinstance(state["key"], torch.Tensor) else np.asarray(state["key"])
+    return (state["bit_generator"], key.astype(np.uint32), int(state["pos"]), int(state["has_gauss"]),
+            float(state["cached_gaussian"]))
+
+
 def rng_state() -> dict:
-    """Global generator states, for checkpoints."""
+    """Global generator states, for checkpoints: tensors and plain Python values only."""
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -47,9 +72,9 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned (or the NumPy tuple state of older checkpoints)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_tuple(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
