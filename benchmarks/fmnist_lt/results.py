@@ -217,7 +217,7 @@ def _selection(s: Study) -> list[str]:
 
 def write(runs: Path, out: Path) -> Path:
     from purenoise import plots
-    from purenoise.engine.checkpoint import atomic_write_text
+    from purenoise.fileio import atomic_write_text
 
     s = Study(runs)
     done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.planned)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if result["cell"] is None:
         print("no choice yet: a cheaper cell's ERM runs are not finished, or no cell memorizes")
         return 0
-    from purenoise.engine.checkpoint import atomic_write_text
+    from purenoise.fileio import atomic_write_text
 
     atomic_write_text(target, json.dumps(result, indent=2) + "\n")
     print(f"main cell: {result['cell']} -> {target}")

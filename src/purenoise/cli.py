@@ -224,7 +224,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        normalize=Normalizer(meta["mean"], meta["std"], device), batch_size=args.batch_size,
                        workers=args.workers, class_names=meta["class_names"])
     if args.out:
-        from purenoise.engine.checkpoint import atomic_write_json
+        from purenoise.fileio import atomic_write_json
         from purenoise.engine.run_folder import json_safe
 
         atomic_write_json(args.out, json_safe(metrics))

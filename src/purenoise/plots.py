@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from purenoise.engine.checkpoint import atomic_write
+from purenoise.fileio import atomic_write
 
 __all__ = [
     "PALETTE",

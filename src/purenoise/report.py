@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from purenoise.engine.checkpoint import atomic_write_text
+from purenoise.fileio import atomic_write_text
 from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference
 from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, pct, run_labels, summarize
 

@@ -159,10 +159,10 @@ def test_changed_pixels_or_image_files_are_a_cache_miss(cifar10_root, tmp_path):
 
 
 def test_cache_write_failure_warns(tiny_registered, monkeypatch):
-    def fail(path, payload):
+    def fail(path, payload, **_):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(stats_mod, "_write_atomic", fail)
+    monkeypatch.setattr(stats_mod, "atomic_write_json", fail)
     with pytest.warns(UserWarning, match="could not cache the statistics of tiny_test.*PURENOISE_CACHE_DIR"):
         assert create_dataset("tiny_test").info.mean == pytest.approx((0.2,))
 

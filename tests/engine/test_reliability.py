@@ -295,7 +295,7 @@ def test_disk_full_during_training_keeps_the_previous_checkpoint(capsys, tmp_pat
 
 
 def test_atomic_files_are_readable_by_others(tmp_path):
-    from purenoise.engine.checkpoint import atomic_write_text
+    from purenoise.fileio import atomic_write_text
 
     path = atomic_write_text(tmp_path / "eval.json", "{}")
     umask = os.umask(0o022)

@@ -12,7 +12,7 @@ Where: the user's own cache, ``$PURENOISE_CACHE_DIR`` or ``$XDG_CACHE_HOME/puren
 (``~/.cache/purenoise``) under ``stats/``, never the data folder: whoever can write there would
 otherwise set the normalization and the noise of every later run. Each entry stores a digest of
 its key and values; an entry that does not match it (edited or damaged) is recomputed with a
-warning. Writes are atomic (temporary file + ``os.replace``), so concurrent processes (DDP ranks)
+warning. Writes are atomic (:mod:`purenoise.fileio`), so concurrent processes (DDP ranks)
 never read a half-written file.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from torchvision.datasets import CIFAR10, MNIST, DatasetFolder
 from purenoise.data.registry import DatasetBundle
 from purenoise.data.tensors import as_uint8_tensor
 from purenoise.errors import ConfigError
+from purenoise.fileio import atomic_write_json
 from purenoise.noise import channel_stats
 
 __all__ = ["resolve_stats", "cached_channel_stats", "compute_channel_stats", "stats_cache_dir", "user_cache_dir"]
@@ -136,24 +136,6 @@ def _read(path: Path, channels: int, material: dict[str, Any]) -> tuple[Stats | 
     return (mean, std), None
 
 
-def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; others sharing the data may read it
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _batches(dataset: Dataset, indices: list[int] | None, batch: int = 256) -> Iterator[torch.Tensor]:
     """uint8 NCHW batches of the dataset (decoded a batch at a time for image-file sets)."""
     inner = dataset.dataset if isinstance(dataset, Subset) else dataset
@@ -196,7 +178,7 @@ def cached_channel_stats(bundle: DatasetBundle, max_images: int | None = None) -
     values = {"mean": list(mean), "std": list(std)}
     payload = {**material, **values, "digest": _entry_digest(material, values["mean"], values["std"])}
     try:
-        _write_atomic(path, payload)
+        atomic_write_json(path, payload, indent=1, default=str)
     except OSError as e:
         warnings.warn(
             f"could not cache the statistics of {bundle.info.name} ({path.parent}: {e}); they will be "

@@ -1,8 +1,8 @@
-"""Atomic, full-state checkpoints that load without running code.
+"""Full-state checkpoints that load without running code.
 
-A checkpoint is written to a temporary file in the target folder, flushed and fsynced, then
-renamed over the old one, so a crash or kill at any moment leaves either the previous file or
-the new one, never a torn file. The same helper writes reports and JSON files.
+A checkpoint is written atomically (:func:`purenoise.fileio.atomic_write`: temporary file in the
+target folder, fsync, rename), so a crash or kill at any moment leaves either the previous file
+or the new one, never a torn file.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: only tensors, numbers, strings,
 lists, tuples, sets and mappings are rebuilt, so a file crafted to run code on unpickling (an
@@ -11,12 +11,9 @@ saved is checked to be made of those types, so every checkpoint purenoise writes
 """
 from __future__ import annotations
 
-import errno
 import io
-import json
 import os
 import pickle
-import tempfile
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
@@ -25,97 +22,11 @@ import numpy as np
 import torch
 
 from purenoise.errors import ConfigError, ModelError, OutputError, PureNoiseError
+from purenoise.fileio import atomic_write
 
-__all__ = [
-    "atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "check_loadable", "CHECKPOINT_FORMAT",
-]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "purenoise-checkpoint-v1"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_umask() -> int:
-    # os.umask can only be read by setting it; done once, at import, before threads start.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-_ADVICE = {
-    errno.ENOSPC: "the disk is full: free some space",
-    errno.EDQUOT: "the disk quota is exhausted: free some space",
-    errno.EROFS: "the file system is read-only: choose another output folder",
-    errno.EACCES: "permission denied: make the folder writable or choose another output folder",
-    errno.EPERM: "permission denied: make the folder writable or choose another output folder",
-}
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
-
-    Raises:
-        OutputError: The file cannot be written (disk full, read-only, no rights). The message
-            names the file and what to do; the previous version of the file is left as it was.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        # mkstemp creates the file readable by its owner only; give it the mode open() would
-        # (some network file systems refuse chmod: the file is still written then).
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        except OSError:
-            pass
-        with os.fdopen(fd, "wb") as f:
-            view = memoryview(data)
-            # Chunked writes keep a kill mid-write a realistic possibility (and test of atomicity).
-            for i in range(0, len(view), 1 << 24):
-                f.write(view[i : i + (1 << 24)])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(e, OSError) and not isinstance(e, PureNoiseError):
-            advice = _ADVICE.get(e.errno, "check that the folder exists and is writable")
-            error = OutputError(
-                f"cannot write {path} ({e.strerror or e}); {advice}. Nothing was replaced: the "
-                f"previous {path.name}, if any, is intact"
-            )
-            error.errno = e.errno
-            raise error from e
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 # What torch.load(weights_only=True) rebuilds: leaves and containers (exact types, no subclasses).

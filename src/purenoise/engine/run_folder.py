@@ -22,6 +22,7 @@ import torch
 
 from purenoise.config import dump_config
 from purenoise.engine import checkpoint as ckpt
+from purenoise.fileio import atomic_write, atomic_write_json, atomic_write_text
 from purenoise.errors import ConfigError, PureNoiseError
 
 __all__ = ["RunFolder", "json_safe"]
@@ -77,7 +78,7 @@ class RunFolder:
 
     # ------------------------------------------------------------------ metrics
     def write_config(self, cfg: dict[str, Any]) -> None:
-        ckpt.atomic_write_text(self.path / "config.yaml", dump_config(cfg))
+        atomic_write_text(self.path / "config.yaml", dump_config(cfg))
 
     def _metric_lines(self, source: Path, upto: int) -> tuple[list[str], int]:
         if not source.exists():
@@ -90,18 +91,18 @@ class RunFolder:
         path = self.path / "metrics.jsonl"
         kept, total = self._metric_lines(path, upto)
         if len(kept) != total:
-            ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+            atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
     def copy_parent_metrics(self, parent_run: Path, upto: int) -> None:
         """A branch starts its metrics with the parent's lines of the shared epochs."""
         kept, _ = self._metric_lines(parent_run / "metrics.jsonl", upto)
         if kept:
-            ckpt.atomic_write_text(self.path / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+            atomic_write_text(self.path / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         path = self.path / "metrics.jsonl"
         old = path.read_text() if path.exists() else ""
-        ckpt.atomic_write_text(path, old + json.dumps(json_safe(record)) + "\n")
+        atomic_write_text(path, old + json.dumps(json_safe(record)) + "\n")
         if self._tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
@@ -118,7 +119,7 @@ class RunFolder:
         buf = io.BytesIO()
         torch.save({"natural": natural.cpu(), "noise": noise.cpu(), "natural_labels": natural_labels.cpu(),
                     "noise_labels": noise_labels.cpu()}, buf)
-        ckpt.atomic_write(self.path / "samples.pt", buf.getbuffer())
+        atomic_write(self.path / "samples.pt", buf.getbuffer())
         self._has_samples = True
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
@@ -128,7 +129,7 @@ class RunFolder:
         return ckpt.save_checkpoint(self.path / "model.pt", state)
 
     def write_eval(self, result: dict[str, Any]) -> Path:
-        return ckpt.atomic_write_json(self.path / "eval.json", json_safe(result))
+        return atomic_write_json(self.path / "eval.json", json_safe(result))
 
     def close(self) -> None:
         if self._tb is not None:
