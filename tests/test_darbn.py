@@ -390,3 +390,70 @@ def test_single_natural_value_per_channel_is_refused_like_batchnorm():
     with noise_routing(layer, 1):  # two natural rows are fine, and so is one noise row
         y = layer(torch.randn(3, 4, 1, 1))
     torch.testing.assert_close(y[2:].flatten(), layer.bias.detach())  # no variance: just beta
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "views"])
+def test_all_noise_batch_gives_earlier_layers_zero_gradients(fast, monkeypatch):
+    # In one pass, every parameter takes part in backward whatever the split (DDP needs that on
+    # a process whose share of the batch is all noise); noise rows still train only the classifier.
+    if not fast:
+        monkeypatch.setattr(DARBatchNorm2d, "_fast_path_ok", lambda self, x: False)
+    torch.manual_seed(0)
+    model = convert_darbn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 3)))
+    model.train()
+    x = torch.rand(5, 3, 8, 8)
+    with noise_routing(model, 5):
+        y = model(x)
+    F.cross_entropy(y, torch.tensor([0, 1, 2, 0, 1])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert _nonzero(p) == name.startswith("6."), name
+    assert all(int(m.num_batches_tracked) == 0 for m in darbn_mod.routed_layers(model))
+    # The values are those of the path without gradients.
+    with torch.no_grad(), noise_routing(model, 5):
+        torch.testing.assert_close(model(x), y.detach(), atol=0, rtol=0)
+
+
+def _one_noise_row_at_1x1(bn_mode: str, noise_pass: str) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = convert_darbn(torchvision.models.resnet18(num_classes=10), bn_mode=bn_mode)
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 32, 32, generator=gen)
+    x[-1] = torch.rand(3, 32, 32, generator=gen) * 4 - 2
+    y = darbn_mod.routed_forward(model, x, 1, noise_pass=noise_pass)
+    y.sum().backward()  # no error in backward either
+    return y.detach()
+
+
+def test_one_noise_row_at_1x1_gives_beta_in_every_path():
+    # resnet18's last stage sees 1x1 maps at 32x32: one noise row is one value per channel.
+    joint = _one_noise_row_at_1x1("darbn", "joint")
+    split = _one_noise_row_at_1x1("darbn", "split")
+    aux = _one_noise_row_at_1x1("aux", "joint")  # the auxiliary branch starts as a copy of the layer
+    # Convolutions of 5 and 1 rows round differently: equal to float rounding.
+    torch.testing.assert_close(split, joint, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(aux, joint, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bn_mode", ["darbn", "aux"])
+@pytest.mark.parametrize("noise_grad", ["classifier", "features"])
+def test_single_noise_value_per_channel_is_beta(bn_mode, noise_grad):
+    layer = convert_darbn(nn.BatchNorm2d(4), bn_mode=bn_mode, noise_grad=noise_grad)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.4]))
+        if bn_mode == "aux":
+            layer.aux_bn.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    beta = layer.aux_bn.bias if bn_mode == "aux" else layer.bias
+    state = copy.deepcopy(layer.aux_bn.state_dict()) if bn_mode == "aux" else None
+    for n_nat in (0, 3):  # an all-noise batch of one row, and one noise row after natural rows
+        x = torch.randn(n_nat + 1, 4, 1, 1, requires_grad=True)
+        with noise_routing(layer, 1):
+            y = layer(x)
+        # 0 up to the rounding of the mean, which 1/sqrt(eps) magnifies.
+        torch.testing.assert_close(y[-1].flatten(), beta.detach(), atol=1e-4, rtol=0)
+        y.sum().backward()
+    if bn_mode == "aux":  # one value has no variance to record
+        for k, v in layer.aux_bn.state_dict().items():
+            assert torch.equal(v, state[k]), k

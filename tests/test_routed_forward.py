@@ -135,3 +135,40 @@ def test_split_needs_a_tensor_output():
 
     with pytest.raises(TypeError, match="returned tuple, not a tensor"):
         _calls(convert_darbn(TupleOut()), noise_pass="split")
+
+
+def test_layers_with_running_statistics_block_the_split():
+    # Two passes would update the running statistics of an InstanceNorm twice a step.
+    def make(**norm):
+        model = convert_darbn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.InstanceNorm2d(4, **norm),
+                                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)))
+        return model.train()
+
+    tracking = make(track_running_stats=True)
+    reasons = split_blockers(tracking)
+    assert len(reasons) == 1 and "running statistics" in reasons[0] and ": 2" in reasons[0], reasons
+    assert _calls(tracking) == [24]
+    with pytest.raises(ValueError, match="running statistics"):
+        _calls(tracking, noise_pass="split")
+    # The statistics moved once: as far as one pass over the batch moves them.
+    images, _, _ = _batch()
+    a = make(track_running_stats=True)
+    b = copy.deepcopy(a)
+    routed_forward(a, images, 7)
+    routed_forward(b, images, 7, noise_pass="joint")
+    torch.testing.assert_close(a[2].running_mean, b[2].running_mean, atol=0, rtol=0)
+
+    class RunningMean(nn.Module):  # any layer with running_* buffers, not only norm layers
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("running_mean", torch.zeros(4))
+
+        def forward(self, x):
+            if self.training:
+                self.running_mean.lerp_(x.mean((0, 2, 3)).detach(), 0.1)
+            return x
+
+    custom = convert_darbn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), RunningMean(), nn.Flatten()))
+    assert any("2" in r and "running statistics" in r for r in split_blockers(custom))
+    # Per-sample normalization without running statistics splits exactly.
+    assert split_blockers(make(affine=True)) == []

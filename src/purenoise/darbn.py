@@ -18,6 +18,11 @@ Gradient flow (``noise_grad``): the paper's appendix code computes the noise bra
 classifier): ``noise_grad="classifier"`` (default). ``noise_grad="features"`` lets noise
 gradients flow back through their own normalization into earlier layers; gamma and beta still
 get no gradient from noise rows in either mode.
+
+A noise sub-batch with one value per channel (one noise row at 1x1, e.g. in the last stage of a
+ResNet on 32x32 images) is normalized with its own batch statistics like any other: the single
+value minus its mean is 0, so the layer outputs beta for it. Only a single *natural* value per
+channel is refused, since it would put an infinite variance into the running statistics.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ __all__ = [
     "routed_forward",
     "split_blockers",
     "routed_layers",
+    "batch_norm_base",
     "NOISE_GRAD_MODES",
     "BN_MODES",
     "NOISE_PASSES",
@@ -128,6 +134,28 @@ class _DARBatchNormFn(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
+def _noise_batch_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                      eps: float) -> torch.Tensor:
+    """Batch norm of noise rows with their own batch statistics and no running statistics.
+
+    The call ``F.batch_norm`` makes, without its refusal of one value per channel: that refusal
+    protects running statistics, which noise rows never update, and a single value normalizes
+    to 0 (the output is ``bias``), which is what the fused path gives too.
+    """
+    return torch.batch_norm(x, weight, bias, None, None, True, 0.0, eps, torch.backends.cudnn.enabled)
+
+
+def _zero_grad_link(y: torch.Tensor, *inputs: torch.Tensor | None) -> torch.Tensor:
+    """``y`` (same values) in a graph that gives each of ``inputs`` an exact zero gradient.
+
+    Sums of empty slices are exact zeros whose gradient is zero everywhere, so the layers that
+    produced ``inputs`` still take part in backward (what DistributedDataParallel expects of
+    every parameter on every process) without receiving anything.
+    """
+    link = sum(t[:0].sum() for t in inputs if t is not None)
+    return y + link.to(y.dtype)
+
+
 def _noise_rows(n: int) -> torch.Tensor:
     """A tensor of ``n`` rows whose length carries the noise count into ``torch.compile`` graphs.
 
@@ -171,6 +199,16 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
         self.n_noise = 0
 
     @property
+    def noise_only_pass(self) -> bool:
+        """Whether this forward is the noise-only pass of :func:`routed_forward`'s split.
+
+        In that pass an all-noise batch in ``"classifier"`` mode leaves the layers before this
+        one out of backward entirely (the natural pass already gave them their gradients); in a
+        single pass they get exact zero gradients from an all-noise batch instead.
+        """
+        return self.__dict__.get("_noise_only", False)
+
+    @property
     def n_noise(self) -> int:
         """Number of noise rows at the end of the current training batch (0: none).
 
@@ -188,28 +226,41 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
     def n_noise(self, value: int) -> None:
         self._set_noise(int(value), _noise_rows(int(value)))
 
-    def _set_noise(self, n: int, rows: torch.Tensor) -> None:
+    def _set_noise(self, n: int, rows: torch.Tensor, noise_only: bool = False) -> None:
         self.__dict__["_n_noise"] = n
         self.__dict__["_noise_rows"] = rows
+        self.__dict__["_noise_only"] = noise_only
+
+    def _check_noise_rows(self, x: torch.Tensor, k: int) -> None:
+        """Refuse a noise count larger than the batch this layer sees."""
+        if k > x.shape[0]:
+            raise ValueError(
+                f"noise_routing says {k} noise rows but this batch has {x.shape[0]} rows; "
+                "pass the n_noise that OPeN returned for this batch"
+            )
+
+    def _check_natural_values(self, n_nat: int, height: int, width: int) -> None:
+        """Refuse natural rows that give one value per channel, as BatchNorm refuses.
+
+        One value has no variance, and its unbiased variance (infinite) would go into the
+        running statistics. ``n_nat`` counts the natural rows the statistics come from (over
+        all processes for a synchronized layer).
+        """
+        if n_nat * height * width == 1:
+            raise ValueError(
+                f"{type(self).__name__}: the batch has 1 natural row at {height}x{width}, one "
+                "value per channel, which has no variance; use larger batches (drop_last=True)"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.n_noise
         if k == 0 or not self.training:
             return super().forward(x)
         self._check_input_dim(x)
-        if k > x.shape[0]:
-            raise ValueError(
-                f"noise_routing says {k} noise rows but this batch has {x.shape[0]} rows; "
-                "pass the n_noise that OPeN returned for this batch"
-            )
+        self._check_noise_rows(x, k)
         n_nat = x.shape[0] - k
-        if n_nat * x.shape[2] * x.shape[3] == 1 and not torch.compiler.is_compiling():
-            # As BatchNorm refuses: one value per channel has no variance (and would put an
-            # infinite unbiased variance into the running statistics).
-            raise ValueError(
-                f"{type(self).__name__}: the batch has 1 natural row at {x.shape[2]}x{x.shape[3]}, one "
-                "value per channel, which has no variance; use larger batches (drop_last=True)"
-            )
+        if not torch.compiler.is_compiling():
+            self._check_natural_values(n_nat, x.shape[2], x.shape[3])
         y = self._routed(x, n_nat)
         for name in self._post_ops:
             y = getattr(self, name)(y)
@@ -250,7 +301,12 @@ class DARBatchNorm2d(_RoutedBatchNorm):
       ``eps``), then scaled and shifted by the same gamma and beta, which they do not train.
 
     Outputs keep the row order. In eval mode, or with ``k == 0``, the layer is exactly
-    ``nn.BatchNorm2d``.
+    ``nn.BatchNorm2d``. Noise rows that give one value per channel come out as beta (their
+    normalized value is 0); one natural value per channel raises ``ValueError``, as BatchNorm
+    does. An all-noise batch in ``"classifier"`` mode gives gamma, beta and every earlier layer
+    exact zero gradients, so all parameters take part in backward as they do for a mixed batch
+    (DistributedDataParallel needs that on a process whose share of the batch is all noise);
+    only the noise-only pass of :func:`routed_forward`'s split leaves them out of backward.
 
     Args:
         num_features: Number of channels.
@@ -266,10 +322,12 @@ class DARBatchNorm2d(_RoutedBatchNorm):
     def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
         momentum = self._natural_momentum(n_nat)
         features = self.noise_grad == "features"
-        # An all-noise batch in "classifier" mode (the second pass of routed_forward) has no
-        # gradient path through this layer: the view path gives a tensor without history, so the
-        # backward pass never visits the layers before it.
-        if (n_nat > 0 or features) and self._fast_path_ok(x):
+        # The noise-only pass of routed_forward's split has no gradient path through this layer
+        # in "classifier" mode: the view path gives a tensor without history, so the backward
+        # pass never visits the layers before it. In a single pass an all-noise batch keeps the
+        # path, with zero gradients (the fused backward gives zeros for it).
+        detached = n_nat == 0 and not features and self.noise_only_pass
+        if not detached and self._fast_path_ok(x):
             track = self.track_running_stats
             return _DARBatchNormFn.apply(
                 x, self.weight, self.bias, self.running_mean if track else None,
@@ -282,8 +340,12 @@ class DARBatchNorm2d(_RoutedBatchNorm):
         w = None if self.weight is None else self.weight.detach()
         b = None if self.bias is None else self.bias.detach()
         with torch.set_grad_enabled(features and torch.is_grad_enabled()):
-            parts.append(F.batch_norm(x[n_nat:], None, None, w, b, True, 0.0, self.eps))
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+            parts.append(_noise_batch_norm(x[n_nat:], w, b, self.eps))
+        if len(parts) > 1:
+            return torch.cat(parts)
+        if n_nat == 0 and not features and not detached and torch.is_grad_enabled():
+            return _zero_grad_link(parts[0], x, self.weight, self.bias)
+        return parts[0]
 
     def _fast_path_ok(self, x: torch.Tensor) -> bool:
         if torch.compiler.is_compiling() or self.weight is None:
@@ -335,7 +397,9 @@ class AuxBatchNorm2d(_RoutedBatchNorm):
     which noise rows do train. ``noise_grad`` decides, as for DAR-BN, whether noise gradients
     also flow back into earlier layers (``"features"``) or stop at this layer's input
     (``"classifier"``). Eval mode uses the main (natural) branch only, so ``revert_darbn``
-    yields the plain BatchNorm2d a deployed model needs.
+    yields the plain BatchNorm2d a deployed model needs. A noise sub-batch with one value per
+    channel comes out as the auxiliary beta (its normalized value is 0), as in DAR-BN, and
+    leaves the auxiliary running statistics unchanged (one value has no variance to record).
     """
 
     def __init__(self, num_features: int, *args: Any, **kwargs: Any) -> None:
@@ -352,7 +416,10 @@ class AuxBatchNorm2d(_RoutedBatchNorm):
         noise = x[n_nat:]
         if self.noise_grad == "classifier":
             noise = noise.detach()
-        parts.append(self.aux_bn(noise))
+        if noise.shape[0] * noise.shape[2] * noise.shape[3] == 1:
+            parts.append(_noise_batch_norm(noise, self.aux_bn.weight, self.aux_bn.bias, self.aux_bn.eps))
+        else:
+            parts.append(self.aux_bn(noise))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
@@ -375,8 +442,10 @@ def _routed_class(kind: type[_RoutedBatchNorm], base: type[nn.BatchNorm2d]) -> t
     return cls
 
 
-def _base_class(module: nn.Module) -> type:
+def batch_norm_base(module: nn.Module) -> type:
+    """The class a routing layer was converted from (``type(module)`` for any other module)."""
     return module._base_cls if isinstance(module, _RoutedBatchNorm) else type(module)
+
 
 
 def routed_layers(model: nn.Module) -> list[nn.Module]:
@@ -388,7 +457,7 @@ def _unconvertible(model: nn.Module) -> list[str]:
     bad = []
     for name, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d):
-            base = _base_class(m)
+            base = batch_norm_base(m)
             if base is not nn.BatchNorm2d and not _is_timm_bn_act(m):
                 bad.append(f"{name or '<model>'} ({base.__module__}.{base.__qualname__})")
     return bad
@@ -445,7 +514,7 @@ def convert_darbn(
     aux_branches = {id(m.aux_bn) for m in model.modules() if isinstance(m, AuxBatchNorm2d)}
     layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in aux_branches]
     for m in layers:
-        m.__class__ = _routed_class(kind, _base_class(m))
+        m.__class__ = _routed_class(kind, batch_norm_base(m))
         m.noise_grad = noise_grad
         m.n_noise = 0
         if kind is AuxBatchNorm2d and "aux_bn" not in m._modules:
@@ -474,7 +543,7 @@ def revert_darbn(model: nn.Module) -> nn.Module:
         if isinstance(m, _RoutedBatchNorm):
             base = m._base_cls
             m._modules.pop("aux_bn", None)
-            for attr in ("noise_grad", "_n_noise", "_noise_rows"):
+            for attr in ("noise_grad", "_n_noise", "_noise_rows", "_noise_only"):
                 m.__dict__.pop(attr, None)
             m.__class__ = base
     return model
@@ -510,7 +579,23 @@ def split_blockers(model: nn.Module) -> list[str]:
              and not isinstance(m, _RoutedBatchNorm) and id(m) not in aux]
     if mixed:
         reasons.append(f"these normalization layers see natural and noise rows together: {', '.join(mixed)}")
+    # Any other layer that updates running statistics in training (InstanceNorm with
+    # track_running_stats=True, custom norms) would update them once per pass: twice a step.
+    tracking = [name for name, m in model.named_modules()
+                if m.training and _keeps_running_stats(m) and not isinstance(m, _RoutedBatchNorm)
+                and id(m) not in aux and not isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if tracking:
+        reasons.append("these layers keep running statistics, which two passes would update twice a step: "
+                       + ", ".join(tracking))
     return reasons
+
+
+def _keeps_running_stats(module: nn.Module) -> bool:
+    """Whether ``module`` itself updates running statistics in training mode."""
+    if getattr(module, "track_running_stats", False) is True:
+        return True
+    return any(name.startswith("running_") and buf is not None
+               for name, buf in module.named_buffers(recurse=False))
 
 
 def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
@@ -558,7 +643,7 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
             return model(images)
     with noise_routing(model, 0):
         natural = model(images[:n_nat])
-    with noise_routing(model, n_noise):
+    with _routing(model, n_noise, noise_only=True):
         noise = model(images[n_nat:])
     if not isinstance(natural, torch.Tensor):
         raise TypeError(
@@ -581,6 +666,13 @@ def noise_routing(model: nn.Module, n_noise: int) -> Iterator[nn.Module]:
         The model. The previous setting is restored on exit, also after an exception. Run the
         whole forward inside the block; backward may run after it.
     """
+    with _routing(model, n_noise) as routed:
+        yield routed
+
+
+@contextlib.contextmanager
+def _routing(model: nn.Module, n_noise: int, noise_only: bool = False) -> Iterator[nn.Module]:
+    """:func:`noise_routing`, also telling the layers whether this is a split's noise-only pass."""
     try:
         n = operator.index(n_noise)
     except TypeError:
@@ -588,12 +680,12 @@ def noise_routing(model: nn.Module, n_noise: int) -> Iterator[nn.Module]:
     if n < 0:
         raise ValueError(f"n_noise must be >= 0, got {n}")
     layers = routed_layers(model)
-    previous = [(m.n_noise, m.__dict__.get("_noise_rows")) for m in layers]
+    previous = [(m.n_noise, m.__dict__.get("_noise_rows"), m.noise_only_pass) for m in layers]
     rows = _noise_rows(n)  # one tensor for all layers: one symbolic size in a compiled graph
     for m in layers:
-        m._set_noise(n, rows)
+        m._set_noise(n, rows, noise_only)
     try:
         yield model
     finally:
-        for m, (p, p_rows) in zip(layers, previous):
-            m._set_noise(p, p_rows if p_rows is not None else _noise_rows(p))
+        for m, (p, p_rows, p_only) in zip(layers, previous):
+            m._set_noise(p, p_rows if p_rows is not None else _noise_rows(p), p_only)

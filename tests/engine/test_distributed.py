@@ -12,9 +12,10 @@ from ._torchrun import outcome, torchrun
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("sync_bn", [False, True])
-def test_two_process_gloo_training(write_config, tmp_path, sync_bn):
-    cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, sync_bn=sync_bn)
+@pytest.mark.parametrize("sync_bn, bn_mode", [(False, "darbn"), (True, "darbn"), (True, "aux"), (True, "standard")])
+def test_two_process_gloo_training(write_config, tmp_path, sync_bn, bn_mode):
+    # sync_bn keeps each bn_mode: its own synchronized layers for darbn, aux and standard.
+    cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, sync_bn=sync_bn, bn_mode=bn_mode)
     out = tmp_path / "ddp"
     proc = torchrun("train", "-c", str(cfg), "-o", str(out))
     assert proc.returncode == 0, outcome(proc)
