@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from purenoise import DARBatchNorm2d, convert_darbn, noise_routing
-from purenoise.darbn import _compiled_routed
+from purenoise.darbn.layers import _compiled_routed
 
 torch_dynamo = pytest.importorskip("torch._dynamo")
 from torch._dynamo.utils import counters  # noqa: E402

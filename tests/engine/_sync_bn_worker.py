@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise import convert_darbn, noise_routing
-from purenoise.engine.distributed import convert_sync_darbn
+from purenoise.darbn import convert_sync_darbn
 
 NATURAL, NOISE = (5, 4), (2, 3)  # rows of each rank
 CASES = [("darbn", "classifier", 1.0), ("darbn", "features", 1.0), ("aux", "classifier", 1.0),

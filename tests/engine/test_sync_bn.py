@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from purenoise import DARBatchNorm2d, convert_darbn, noise_routing
-from purenoise.engine.distributed import convert_sync_darbn
+from purenoise.darbn import convert_sync_darbn
 from purenoise.errors import ConfigError
 
 from . import _sync_bn_worker as worker

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from purenoise.errors import ConfigError, ModelError, OutputError, PureNoiseError
+from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.fileio import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "CHECKPOINT_FORMAT"]

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.darbn import revert_darbn, routed_forward, split_blockers
+from purenoise.darbn import convert_sync_darbn, revert_darbn, routed_forward, split_blockers
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
-from purenoise.engine.distributed import DistEnv, any_rank, convert_sync_darbn, init_distributed
+from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
 from purenoise.engine.optim import create_optimizer, create_scheduler
