@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from purenoise.config import load_config
-from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo
+from purenoise.data.registry import register_dataset
 from purenoise.engine.setup import build_model
 from purenoise.engine.trainer import Trainer
 

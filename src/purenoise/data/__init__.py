@@ -15,16 +15,11 @@ Entry points:
   (the per-epoch rules of each scheme are in :mod:`purenoise.schemes`).
 - :func:`get_targets`, :func:`as_uint8_tensor`: labels and whole-set tensors without ``__getitem__``.
 """
+# Importing the builders' modules registers them (as purenoise.models does for its models).
+from purenoise.data import celeba, cifar, fmnist, folder, splitfile  # noqa: F401
+from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
 from purenoise.data.longtail import longtail_counts, longtail_indices
-from purenoise.data.registry import (
-    DatasetBundle,
-    DatasetInfo,
-    create_dataset,
-    dataset_options,
-    default_root,
-    list_datasets,
-    register_dataset,
-)
+from purenoise.data.registry import create_dataset, dataset_options, list_datasets, register_dataset
 from purenoise.data.samplers import (
     ClassAwareSampler,
     ClassBalancedSampler,

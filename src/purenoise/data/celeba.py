@@ -39,7 +39,8 @@ from purenoise.data._checks import check_bool, check_choice, check_int, check_ra
 from purenoise.data.folder import imbalance, load_image_folder, prepare_images
 from purenoise.data.imagelist import ImageList, decode_check, default_workers, leaves_root, report_skipped
 from purenoise.data.longtail import PROFILES
-from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.registry import register_dataset
 from purenoise.errors import ConfigError, DataError, DataNotFoundError
 
 __all__ = ["CELEBA5_ATTRIBUTES", "CELEBA5_CLASSES", "read_attributes", "read_partition", "celeba5_samples"]

@@ -28,7 +28,8 @@ from torchvision.datasets.utils import check_integrity
 
 from purenoise.data._checks import check_bool
 from purenoise.data._lt import longtail_subset
-from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.registry import register_dataset
 from purenoise.errors import DataError, DataNotFoundError
 
 __all__ = ["CIFAR10", "CIFAR100", "load_cifar"]

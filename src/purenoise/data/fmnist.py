@@ -23,7 +23,8 @@ import torch
 import torchvision
 
 from purenoise.data._lt import longtail_subset
-from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.registry import register_dataset
 from purenoise.errors import DataError, DataNotFoundError
 
 __all__ = ["DEBIAN_FMNIST_DIR", "FashionMNIST", "read_idx", "find_fmnist_files", "load_fmnist"]

@@ -34,7 +34,8 @@ from purenoise.data.imagelist import (
     report_skipped,
 )
 from purenoise.data.longtail import PROFILES, longtail_counts, longtail_indices, ordered_counts, resolve_class_order
-from purenoise.data.registry import DatasetBundle, DatasetInfo, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo
+from purenoise.data.registry import register_dataset
 from purenoise.errors import ConfigError, DataError, DataNotFoundError, first_lines
 
 __all__ = ["scan_class_folders", "prepare_images", "stratified_split", "imbalance", "load_image_folder"]

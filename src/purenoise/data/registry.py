@@ -1,6 +1,7 @@
 """Dataset registry and the single entry point :func:`create_dataset`.
 
-Builders register under a name (timm-style) and take ``root`` plus keyword-only options with
+Builders register under a name (timm-style) when their module is imported; ``purenoise.data``
+imports the built-in ones (as ``purenoise.models`` does for models). Builders and take ``root`` plus keyword-only options with
 defaults; the defaults are read from the builder's signature, so unknown option names are caught
 before any file is touched and the error lists the valid ones. A builder returns a
 :class:`DatasetBundle` whose ``info`` has no statistics yet; :func:`create_dataset` fills in the
@@ -14,72 +15,15 @@ import difflib
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from torch.utils.data import Dataset
-
+from purenoise.data.bundle import COMMON_OPTIONS, DatasetBundle
+from purenoise.data.stats import resolve_stats
 from purenoise.errors import ConfigError
 
-__all__ = [
-    "DatasetInfo",
-    "DatasetBundle",
-    "register_dataset",
-    "list_datasets",
-    "dataset_options",
-    "create_dataset",
-    "default_root",
-    "COMMON_OPTIONS",
-]
-
-# Options every dataset accepts; create_dataset handles them itself.
-COMMON_OPTIONS: dict[str, Any] = {
-    "mean": None,  # explicit per-channel mean: skips computing the statistics
-    "std": None,
-    "stats": True,  # False: leave info.mean/std as None (nothing is computed)
-    "stats_max_images": None,  # estimate the statistics on a seeded random subset of this size
-}
-
-
-@dataclass
-class DatasetInfo:
-    """What the rest of purenoise needs to know about a dataset.
-
-    Attributes:
-        name: Registry name, e.g. ``"cifar10_lt"``.
-        num_classes: Number of classes.
-        class_names: Class names, indexed by label.
-        image_size: ``(H, W)`` of the images the model sees: the natural size for fixed-size sets
-            (CIFAR 32x32, Fashion-MNIST 28x28, CelebA-5 64x64), the size the presets produce for
-            variable-size sets (224x224 for ImageNet-LT / Places-LT).
-        channels: 1 (grayscale) or 3 (RGB).
-        mean: Per-channel pixel mean in ``[0, 1]`` of the long-tailed *training* set.
-        std: Per-channel pixel standard deviation of the same set.
-        options: The resolved options (defaults filled in) that built the dataset.
-        root: Folder the data was read from.
-        notes: Human-readable remarks made while building (skipped files, converted modes).
-    """
-
-    name: str
-    num_classes: int
-    class_names: list[str]
-    image_size: tuple[int, int]
-    channels: int
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    root: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-class DatasetBundle(NamedTuple):
-    """Result of :func:`create_dataset`."""
-
-    train: Dataset
-    test: Dataset | None
-    class_counts: list[int]
-    info: DatasetInfo
+__all__ = ["register_dataset", "list_datasets", "dataset_options", "create_dataset"]
 
 
 @dataclass(frozen=True)
@@ -128,20 +72,12 @@ def register_dataset(name: str | Callable[..., DatasetBundle] | None = None, *, 
     return lambda fn: decorate(fn, name)
 
 
-def _ensure_builtins() -> None:
-    # Importing the modules registers their builders; done lazily to keep `import` cheap and
-    # free of cycles.
-    from purenoise.data import celeba, cifar, fmnist, folder, splitfile  # noqa: F401
-
-
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
 def _entry(name: str) -> _Entry:
-    _ensure_builtins()
     if not isinstance(name, str):
         raise ConfigError(f"dataset name must be a string, got {name!r}")
     key = _normalize(name)
@@ -156,11 +92,6 @@ def dataset_options(name: str) -> dict[str, Any]:
     """The options a dataset accepts with their defaults (common options included)."""
     entry = _entry(name)
     return {**entry.defaults, **entry.common}
-
-
-def default_root() -> str:
-    """Default data folder: ``$PURENOISE_DATA`` if set, else ``./data``."""
-    return os.environ.get("PURENOISE_DATA") or "data"
 
 
 def create_dataset(
@@ -207,8 +138,6 @@ def create_dataset(
     bundle = entry.builder(root, download=bool(download), **resolved)
     info = bundle.info
     info.options = {**info.options, **common}
-
-    from purenoise.data.stats import resolve_stats
 
     mean, std = resolve_stats(bundle, common)
     info = dataclasses.replace(info, mean=mean, std=std)

@@ -25,7 +25,8 @@ from typing import Any
 
 from purenoise.data._checks import check_bool, check_choice, check_int, check_size
 from purenoise.data.imagelist import ImageList, decode_check, default_workers, leaves_root, report_skipped
-from purenoise.data.registry import DatasetBundle, DatasetInfo, default_root, register_dataset
+from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.registry import register_dataset
 from purenoise.errors import DataError, DataNotFoundError, first_lines
 
 __all__ = ["read_split_file", "class_names_from_paths", "load_split"]

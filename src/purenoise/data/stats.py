@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CIFAR10, MNIST, DatasetFolder
 
-from purenoise.data.registry import DatasetBundle
+from purenoise.data.bundle import DatasetBundle
 from purenoise.data.tensors import as_uint8_tensor
 from purenoise.errors import ConfigError
 from purenoise.fileio import atomic_write_json

@@ -86,7 +86,9 @@ def list_models(pattern: str | None = None, *, source: str | None = None) -> lis
                                      and pattern.startswith(TIMM_PREFIX))
     names: list[str] = []
     if want_timm:
-        timm = _import_timm()
+        from purenoise.models.timm_models import import_timm  # timm is optional and slow to import
+
+        timm = import_timm()
         sub = pattern[len(TIMM_PREFIX):] if pattern and pattern.startswith(TIMM_PREFIX) else pattern
         names = [TIMM_PREFIX + n for n in timm.list_models(sub or "*")]
         return sorted(names)
@@ -97,17 +99,6 @@ def list_models(pattern: str | None = None, *, source: str | None = None) -> lis
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return sorted(set(names))
-
-
-def _import_timm():
-    try:
-        import timm
-    except ImportError as e:
-        raise ModelError(
-            "timm models need the optional timm package: pip install 'purenoise[timm]' "
-            "(or pip install timm)"
-        ) from e
-    return timm
 
 
 def _check_kwargs(entry: _Entry, kwargs: dict) -> None:

@@ -8,7 +8,19 @@ from torch import nn
 from purenoise.errors import ModelError
 from purenoise.models.utils import replace_classifier
 
-__all__ = ["create"]
+__all__ = ["create", "import_timm"]
+
+
+def import_timm():
+    """The optional timm package, or a ModelError that says how to install it."""
+    try:
+        import timm
+    except ImportError as e:
+        raise ModelError(
+            "timm models need the optional timm package: pip install 'purenoise[timm]' "
+            "(or pip install timm)"
+        ) from e
+    return timm
 
 
 def create(name: str, num_classes: int, *, in_chans: int = 3, pretrained: bool = False,
@@ -19,9 +31,7 @@ def create(name: str, num_classes: int, *, in_chans: int = 3, pretrained: bool =
     the stem itself; weights come from the Hugging Face Hub cache. ``use_norm=True`` swaps the
     classifier for a cosine one (for LDAM).
     """
-    from purenoise.models.registry import _import_timm
-
-    timm = _import_timm()
+    timm = import_timm()
     if not name.startswith("hf-hub:") and not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join('timm/' + c for c in close)}?" if close else ""
