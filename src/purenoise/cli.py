@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from purenoise.engine.distributed import cleanup, exit_process, peer_failed, report_once
 from purenoise.errors import PureNoiseError
 
 __all__ = ["main", "entry", "build_parser"]
@@ -20,81 +19,10 @@ EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_PEER_FAILED = 1
 
-# Messages of the errors a process gets in its next collective when another process died.
-_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _first_to_report() -> bool:
-    """Whether this process should print its error: under torchrun, only the first one to fail.
-
-    Every rank meets the same bad config or data during set-up, and when one rank fails during
-    training the others fail in their next collective; the first failure is the root cause and
-    one message is enough. torchrun gives each launch attempt its own folder (the parent of the
-    workers' ``TORCHELASTIC_ERROR_FILE`` folders): the first rank to create a marker file there
-    reports. Outside torchrun every rank reports (duplicates are better than silence). The error
-    is printed rather than recorded with torchrun's ``@record``, whose summary would repeat it.
-    """
-    marker = _report_marker()
-    if marker is None:
-        return True
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    except OSError:
-        return True
-    os.write(fd, str(_rank()).encode())
-    os.close(fd)
-    return True
-
-
-def _report_marker() -> Path | None:
-    """The file whose creation claims the report under torchrun (None outside torchrun)."""
-    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if _world_size() <= 1 or not error_file:
-        return None
-    return Path(error_file).parent.parent / "purenoise-error-reported"
-
-
 def _fail(message: str, code: int = EXIT_USER_ERROR, *, collective: bool = False) -> int:
-    """Print ``message`` once per run and return ``code``.
-
-    Args:
-        collective: Every rank raised this error together (they agreed on it through an
-            all-reduce), so rank 0, which is alive and wrote any checkpoint, reports it.
-    """
-    if (_rank() == 0) if collective else _first_to_report():
-        prefix = f"[rank {_rank()}] " if _world_size() > 1 else ""
-        print(f"purenoise: error: {prefix}{message}", file=sys.stderr, flush=True)
+    """Print ``message`` once per run (see :func:`~purenoise.engine.distributed.report_once`), return ``code``."""
+    report_once(f"purenoise: error: {{prefix}}{message}", collective=collective)
     return code
-
-
-def _peer_failed(error: BaseException) -> bool:
-    """Whether ``error`` follows another process's failure (under torchrun).
-
-    Either another rank has already reported its error, or ``error`` is what a collective raises
-    when the process at the other end has died.
-    """
-    if _world_size() <= 1:
-        return False
-    marker = _report_marker()
-    if marker is not None and marker.exists():
-        return True
-    if not isinstance(error, RuntimeError):
-        return False
-    import torch.distributed as dist
-
-    if isinstance(error, getattr(dist, "DistNetworkError", ())):
-        return True
-    return any(s in str(error) for s in _PEER_GONE)
 
 
 def _default_out(cfg: dict[str, Any]) -> Path:
@@ -369,41 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as e:
-        if not _peer_failed(e):
+        if not peer_failed(e):
             raise
         # Another process failed first and said why; this one only lost contact with it.
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return _fail(f"lost contact with another process ({first_line}); it failed first: see its "
                      f"error above or torchrun's summary", EXIT_PEER_FAILED)
     finally:
-        from purenoise.engine.distributed import cleanup
-
         cleanup()
 
 
 def entry() -> None:
     """The ``purenoise`` command and ``python -m purenoise``: run :func:`main` and exit with its code.
 
-    A process that torchrun started ends with ``os._exit`` once its output is flushed, skipping
-    the interpreter's finalization. Once DDP has used the gloo backend, torch keeps it, and its
-    worker threads, alive past ``destroy_process_group``. A C++ thread that takes the GIL while
-    the interpreter finalizes is ended inside a C++ frame, which aborts the whole process
-    ("terminate called without an active exception", the message of a rare CI failure of a
-    two-process test run). Skipping finalization loses nothing: every file a run writes is
-    closed and renamed into place before :func:`main` returns.
+    Under torchrun the process ends through :func:`~purenoise.engine.distributed.exit_process`,
+    which skips the interpreter's finalization (see there why).
     """
-    code = main()
-    if _world_size() > 1:
-        import logging
-
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing left to save
-                pass
-        os._exit(code)
-    sys.exit(code)
+    exit_process(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

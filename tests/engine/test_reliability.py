@@ -393,7 +393,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
 
 def test_one_report_per_run_under_torchrun(tmp_path, monkeypatch, capsys):
     """Ranks that fail together (a bad config) print one message: the first to fail."""
-    from purenoise.cli import _fail
+    from purenoise.engine.distributed import report_once
 
     attempt = tmp_path / "attempt_0"
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -401,12 +401,12 @@ def test_one_report_per_run_under_torchrun(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv("RANK", str(rank))
         (attempt / str(rank)).mkdir(parents=True)  # torchrun makes one folder per worker
         monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(attempt / str(rank) / "error.json"))
-        assert _fail("bad config") == 2
+        assert report_once("purenoise: error: {prefix}bad config") == (rank == 1)
     assert capsys.readouterr().err == "purenoise: error: [rank 1] bad config\n"
     # Errors every rank agreed on (divergence, a signal) are reported by rank 0, which saved.
     for rank in (1, 0):
         monkeypatch.setenv("RANK", str(rank))
-        _fail("diverged", 3, collective=True)
+        report_once("purenoise: error: {prefix}diverged", collective=True)
     assert capsys.readouterr().err == "purenoise: error: [rank 0] diverged\n"
 
 

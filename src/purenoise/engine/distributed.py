@@ -1,22 +1,30 @@
-"""Multi-process training with torchrun: process groups and devices.
+"""Multi-process training with torchrun: process groups, devices, and one report per failure.
 
 ``torchrun --nproc_per_node=N -m purenoise train ...`` sets ``RANK``/``WORLD_SIZE``/
 ``LOCAL_RANK``; :func:`init_distributed` joins the group (NCCL on GPUs, gloo on CPUs). Only rank
-0 writes files. The synchronized BatchNorm layers (``sync_bn: true``) are part of DAR-BN's
+0 writes files. When a run fails, :func:`report_once` prints the first process's error and no
+other, and :func:`peer_failed` tells a process that only lost contact with the one that failed. The synchronized BatchNorm layers (``sync_bn: true``) are part of DAR-BN's
 package (:func:`purenoise.darbn.convert_sync_darbn`).
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from purenoise.errors import ConfigError
 
-__all__ = ["DistEnv", "init_distributed", "resolve_device", "any_rank", "cleanup"]
+__all__ = ["DistEnv", "init_distributed", "resolve_device", "any_rank", "cleanup", "report_once", "peer_failed",
+           "exit_process"]
+
+# Messages of the errors a process gets in its next collective when another process died.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 
 
 @dataclass(frozen=True)
@@ -79,3 +87,100 @@ def any_rank(flag: bool, env: DistEnv) -> bool:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _env_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _report_marker() -> Path | None:
+    """The file whose creation claims the report under torchrun (None outside torchrun).
+
+    torchrun gives each launch attempt its own folder: the parent of the workers'
+    ``TORCHELASTIC_ERROR_FILE`` folders.
+    """
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if _env_world_size() <= 1 or not error_file:
+        return None
+    return Path(error_file).parent.parent / "purenoise-error-reported"
+
+
+def _first_to_report() -> bool:
+    """Whether this process is the first of its launch to fail (always True outside torchrun)."""
+    marker = _report_marker()
+    if marker is None:
+        return True
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    os.write(fd, str(_env_rank()).encode())
+    os.close(fd)
+    return True
+
+
+def report_once(message: str, *, collective: bool = False) -> bool:
+    """Print ``message`` to stderr once per run; return whether this process printed it.
+
+    Every rank meets the same bad config or data during set-up, and when one rank fails during
+    training the others fail in their next collective: the first failure is the root cause, and
+    one message is enough. Under torchrun the first rank to create a marker file in the launch's
+    folder reports; outside torchrun every process reports (duplicates are better than silence).
+    The error is printed rather than recorded with torchrun's ``@record``, whose summary would
+    repeat it. ``{prefix}`` in ``message`` becomes ``"[rank N] "`` when there are several ranks.
+
+    Args:
+        message: The text, with an optional ``{prefix}`` placeholder.
+        collective: Every rank raised this error together (they agreed on it through an
+            all-reduce), so rank 0, which is alive and wrote any checkpoint, reports it.
+    """
+    if not ((_env_rank() == 0) if collective else _first_to_report()):
+        return False
+    prefix = f"[rank {_env_rank()}] " if _env_world_size() > 1 else ""
+    print(message.replace("{prefix}", prefix), file=sys.stderr, flush=True)
+    return True
+
+
+def peer_failed(error: BaseException) -> bool:
+    """Whether ``error`` follows another process's failure (under torchrun).
+
+    Either another rank has already reported its error, or ``error`` is what a collective raises
+    when the process at the other end has died.
+    """
+    if _env_world_size() <= 1:
+        return False
+    marker = _report_marker()
+    if marker is not None and marker.exists():
+        return True
+    if not isinstance(error, RuntimeError):
+        return False
+    if isinstance(error, getattr(dist, "DistNetworkError", ())):
+        return True
+    return any(s in str(error) for s in _PEER_GONE)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``; under torchrun without the interpreter's finalization.
+
+    Once DDP has used the gloo backend, torch keeps it and its worker threads alive past
+    ``destroy_process_group``. A C++ thread that takes the GIL while the interpreter finalizes is
+    ended inside a C++ frame, which aborts the process ("terminate called without an active
+    exception"). A process that torchrun started therefore flushes its output and leaves through
+    ``os._exit``; nothing is lost, since every file a run writes is closed and renamed into place
+    before training returns. A single process exits normally (``atexit`` handlers run).
+    """
+    if _env_world_size() > 1:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing left to save
+                pass
+        os._exit(code)
+    sys.exit(code)
