@@ -10,14 +10,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from purenoise.engine.distributed import cleanup, exit_process, peer_failed, report_once
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from purenoise.config import load_config, parse_override, validate_config
+from purenoise.data import create_dataset, create_transform, list_datasets
+from purenoise.engine.checkpoint import load_checkpoint
+from purenoise.engine.distributed import cleanup, exit_process, peer_failed, report_once, resolve_device
+from purenoise.engine.evaluate import Normalizer, evaluate
+from purenoise.engine.run_folder import json_safe
+from purenoise.engine.setup import build_data, load_for_inference
+from purenoise.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from purenoise.errors import PureNoiseError
+from purenoise.fileio import atomic_write_json
+from purenoise.report import make_report
+from purenoise.runs import format_table, load_run
 
 __all__ = ["main", "entry", "build_parser"]
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_PEER_FAILED = 1
+
 
 def _fail(message: str, code: int = EXIT_USER_ERROR, *, collective: bool = False) -> int:
     """Print ``message`` once per run (see :func:`~purenoise.engine.distributed.report_once`), return ``code``."""
@@ -31,9 +45,6 @@ def _default_out(cfg: dict[str, Any]) -> Path:
 
 # ------------------------------------------------------------------------------ train
 def cmd_train(args: argparse.Namespace) -> int:
-    from purenoise.config import load_config
-    from purenoise.engine.trainer import Trainer
-
     config = args.config
     base = None
     if config is None:
@@ -43,8 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if source is not None and source.exists():
             config = source
         elif args.resume not in (None, "auto"):
-            from purenoise.engine.checkpoint import load_checkpoint
-
             base = load_checkpoint(args.resume)["config"]
         else:
             raise PureNoiseError(f"no --config given and no {source} to resume from")
@@ -69,62 +78,12 @@ def _summary(m: dict[str, Any], out: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ eval / predict
-def _load_for_inference(path: str, device_pref: str, data: Any = None, state: dict[str, Any] | None = None):
-    """The model of a checkpoint, ready for inference, with what is needed to feed it.
-
-    Nothing the file says triggers an action: weights are loaded with ``weights_only``, the model
-    is built without pretrained weights (so nothing is downloaded) and no dataset is built here.
-    ``model.pt`` holds its classes and normalization; a training checkpoint takes them from
-    ``data``, the dataset the caller built, and without it is refused. ``state`` is the file's
-    content when the caller has loaded it already.
-    """
-    import torch
-
-    from purenoise.darbn import revert_darbn
-    from purenoise.engine.checkpoint import load_checkpoint
-    from purenoise.engine.distributed import resolve_device
-    from purenoise.engine.setup import load_model_state
-    from purenoise.models import create_model
-
-    state = load_checkpoint(path) if state is None else state
-    cfg = state["config"]
-    device = resolve_device(device_pref)
-    if state.get("kind") == "model":
-        meta = state
-    elif data is None:
-        raise PureNoiseError(
-            f"{path} is a training checkpoint, which does not record the class names and input "
-            f"normalization that predict needs; use the run's exported model "
-            f"({Path(path).parent.parent / 'model.pt'} for a run folder's checkpoints/{Path(path).name})"
-        )
-    else:  # a training checkpoint: the metadata of the dataset it was trained on
-        from purenoise.engine.setup import model_options
-
-        meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
-                "class_names": data.info.class_names, "class_counts": state.get("class_counts", data.class_counts),
-                "image_size": list(data.info.image_size), "mean": list(data.info.mean),
-                "std": list(data.info.std), "model_name": cfg["model"], "model_options": model_options(cfg)}
-    # The file's options never fetch weights: the checkpoint's own weights replace them anyway.
-    options = {**meta["model_options"], "pretrained": False, "download": False}
-    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **options)
-    weights = state["model"]
-    if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):
-        weights = {k: v for k, v in weights.items() if ".aux_bn." not in k}
-    load_model_state(revert_darbn(model), weights, path)
-    model.to(device).eval()
-    return model, meta, cfg, device, torch
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on a test set.
 
     The test set is the one named by ``--dataset`` / ``--data-root``, else the checkpoint's own
     dataset and ``data_root``; it is never downloaded, whatever the checkpoint's config says.
     """
-    from purenoise.config import validate_config
-    from purenoise.engine.checkpoint import load_checkpoint
-    from purenoise.engine.evaluate import Normalizer, evaluate
-    from purenoise.engine.setup import build_data
 
     state = load_checkpoint(args.checkpoint)
     cfg = dict(state["config"])
@@ -142,7 +101,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg["download"] = False
     cfg = validate_config(cfg)
     data = build_data(cfg)
-    model, meta, _, device, _ = _load_for_inference(args.checkpoint, args.device, data, state)
+    device = resolve_device(args.device)
+    model, meta = load_for_inference(args.checkpoint, device, data, state)
     if data.test is None:
         raise PureNoiseError(f"dataset {cfg['dataset']} has no test split to evaluate on")
     if data.info.num_classes != meta["num_classes"]:
@@ -152,21 +112,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        normalize=Normalizer(meta["mean"], meta["std"], device), batch_size=args.batch_size,
                        workers=args.workers, class_names=meta["class_names"])
     if args.out:
-        from purenoise.fileio import atomic_write_json
-        from purenoise.engine.run_folder import json_safe
-
         atomic_write_json(args.out, json_safe(metrics))
     print(_summary({**metrics, "run": Path(args.checkpoint).name}, Path(args.out or "-")))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from PIL import Image, UnidentifiedImageError
-
-    from purenoise.data import create_transform
-    from purenoise.engine.evaluate import Normalizer
-
-    model, meta, cfg, device, torch = _load_for_inference(args.checkpoint, args.device)
+    device = resolve_device(args.device)
+    model, meta = load_for_inference(args.checkpoint, device)
     preset = "imagenet_test" if max(meta["image_size"]) > 64 else "test"
     tf = create_transform(preset, image_size=meta["image_size"], channels=meta["in_chans"], train=False)
     normalize = Normalizer(meta["mean"], meta["std"], device)
@@ -195,9 +148,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ report / data
 def cmd_report(args: argparse.Namespace) -> int:
-    from purenoise.report import make_report
-    from purenoise.runs import format_table, load_run
-
     runs = [load_run(d) for d in args.run_dirs]
     path = make_report(args.run_dirs, out_dir=args.out, title=args.title)
     print(format_table(runs))
@@ -206,15 +156,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from purenoise.data import create_dataset, list_datasets
-
     if args.action == "list":
         for name in list_datasets():
             print(name)
         return 0
     if not args.name:
         raise PureNoiseError("purenoise data info NAME: give a dataset name (purenoise data list)")
-    from purenoise.config import parse_override
 
     options = dict(parse_override(s) for s in args.set)
     bundle = create_dataset(args.name, args.root, download=args.download, **options)
@@ -283,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from purenoise.engine.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         return args.fn(args)

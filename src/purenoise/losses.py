@@ -22,6 +22,7 @@ Weighted losses (``cb``, ``drw``, ``ldam`` with DRW) take PyTorch's weighted mea
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
@@ -296,8 +297,6 @@ def list_losses() -> list[str]:
 
 
 def _options(factory) -> list[str]:
-    import inspect
-
     return [n for n in inspect.signature(factory).parameters if n != "class_counts"]
 
 

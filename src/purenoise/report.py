@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from purenoise import plots
 from purenoise.fileio import atomic_write_text
 from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference
 from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, pct, run_labels, summarize
@@ -155,8 +156,6 @@ def _per_class(entries: Sequence[Replicates], key: str, n: int):
 
 
 def _per_class_sections(page: _Page, entries: list[Replicates], ref: dict[str, Any]) -> None:
-    from purenoise import plots
-
     counts, names = ref["class_counts"], ref.get("class_names")
     n = len(counts)
     accs, errs = _per_class(entries, "per_class_acc", n)
@@ -221,8 +220,6 @@ def _mean_curves(entry: Replicates) -> list[dict[str, Any]]:
 
 
 def _curves_section(page: _Page, entries: list[Replicates]) -> None:
-    from purenoise import plots
-
     curves = {e.label: _mean_curves(e) for e in entries if any(r.metrics for r in e.runs)}
     if not curves:
         return
@@ -267,7 +264,6 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
 
     ``out_dir`` defaults to the run folder for one run, else ``report/`` beside the first run.
     """
-    from purenoise import plots
 
     runs = load_runs(run_dirs)
     labels = run_labels(runs)

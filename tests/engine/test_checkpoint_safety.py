@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import purenoise.data
+import purenoise.engine.setup
 from purenoise.cli import main
 from purenoise.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from purenoise.engine.seeding import _numpy_tuple, rng_state, set_rng_state
@@ -159,7 +160,8 @@ def _no_data(*args, **kwargs):
 def test_predict_builds_no_dataset(trained, tmp_path, capsys, monkeypatch, tiny_folder):
     run, _ = trained
     image = next((tiny_folder / "test" / "class1").glob("*.png"))
-    monkeypatch.setattr(purenoise.data, "create_dataset", _no_data)
+    monkeypatch.setattr(purenoise.engine.setup, "create_dataset", _no_data)  # build_data's
+    monkeypatch.setattr(purenoise.engine.setup, "build_data", _no_data)
     code, _ = _cli(capsys, "predict", "--checkpoint", run / "model.pt", image)
     assert code == 0
     # A training checkpoint lacks the classes and normalization: refused, no dataset is read.
@@ -177,13 +179,13 @@ def _with_config(path: Path, dest: Path, **changes) -> Path:
 def test_eval_never_downloads_and_prefers_the_users_root(trained, tmp_path, capsys, monkeypatch, tiny_folder):
     run, _ = trained
     calls = []
-    real = purenoise.data.create_dataset
+    real = purenoise.engine.setup.create_dataset  # the name build_data calls
 
     def recording(name, root=None, **kwargs):
         calls.append((root, kwargs.get("download")))
         return real(name, root, **kwargs)
 
-    monkeypatch.setattr(purenoise.data, "create_dataset", recording)
+    monkeypatch.setattr(purenoise.engine.setup, "create_dataset", recording)
     for source in (run / "model.pt", run / "checkpoints" / "last.pt"):
         # The file asks for a download into a folder of its choosing: neither happens.
         elsewhere = _with_config(source, tmp_path / source.name, download=True, data_root=str(tmp_path / "x"))

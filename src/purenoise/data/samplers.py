@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from purenoise.data.tensors import get_targets
 from purenoise.errors import ConfigError
 from purenoise.schemes import SAMPLING_KINDS, sampling_for_epoch
 
@@ -52,8 +53,6 @@ def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 
 def _labels(labels: Sequence[int] | np.ndarray | torch.Tensor | Dataset) -> np.ndarray:
     if isinstance(labels, Dataset) and not isinstance(labels, (np.ndarray, torch.Tensor)):
-        from purenoise.data.tensors import get_targets
-
         labels = get_targets(labels)
     if isinstance(labels, torch.Tensor):
         labels = labels.cpu().numpy()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from purenoise.data import create_sampler
 from purenoise.engine.seeding import derive_seed
 
 __all__ = ["SeededTransformDataset", "EpochBatches", "LoaderBatches", "epoch_indices"]
@@ -62,7 +63,6 @@ class _ListSampler(Sampler):
 def epoch_indices(kind: str, labels: Sequence[int], *, seed: int, epoch: int, rank: int,
                   world_size: int) -> np.ndarray:
     """This process's dataset indices for one epoch, in order ("instance", "balanced" or "sqrt")."""
-    from purenoise.data import create_sampler
 
     sampler = create_sampler(kind, labels, seed=seed, epoch=epoch, num_replicas=world_size, rank=rank)
     return np.fromiter(iter(sampler), dtype=np.int64)

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from purenoise.data.batch_augment import BatchAugment
+from purenoise.data import as_uint8_tensor
+from purenoise.data.batch_augment import BatchAugment, create_batch_augment
 from purenoise.engine.batches import EpochBatches
 from purenoise.engine.seeding import derive_seed
 from purenoise.errors import ConfigError
@@ -166,8 +167,6 @@ def device_batches_from_config(cfg: dict[str, Any], data: Any, augment_name: str
     launches (measured in ``benchmarks/gpu_bench.py``). On the CPU it stays eager, where that
     was not measured and compiling costs start-up time.
     """
-    from purenoise.data import as_uint8_tensor
-    from purenoise.data.batch_augment import create_batch_augment
 
     info = data.info
     augment = create_batch_augment(augment_name, image_size=info.image_size, channels=info.channels,

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from purenoise.metrics import compute_metrics
+
 __all__ = ["Normalizer", "autocast_context", "predict_logits", "evaluate"]
 
 
@@ -63,7 +65,6 @@ def evaluate(model: nn.Module, dataset: Dataset, *, class_counts: Sequence[int],
              normalize: Normalizer, batch_size: int = 256, workers: int = 2, amp: str = "none",
              class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset`` (its own transform applied): see ``compute_metrics``."""
-    from purenoise.metrics import compute_metrics
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")

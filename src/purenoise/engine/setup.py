@@ -10,13 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.darbn import convert_darbn
 from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
-from purenoise.errors import ConfigError, ModelError
+from purenoise.darbn import convert_darbn, revert_darbn
+from purenoise.data import create_dataset, create_transform, dataset_options, get_targets
+from purenoise.engine.checkpoint import load_checkpoint
+from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.schemes import NOISE_SCHEMES
 
 __all__ = ["RunData", "build_data", "augment_name", "default_transforms", "build_model", "check_branch_compatible",
-           "load_model_state", "export_state", "FREE_ON_RESUME"]
+           "load_model_state", "export_state", "load_for_inference", "FREE_ON_RESUME"]
 
 
 # Training preset of each dataset family when the config says augment: auto.
@@ -40,7 +42,6 @@ class RunData:
 
 def _dataset_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Dataset options from the config's top-level keys plus its ``dataset_options``."""
-    from purenoise.data import dataset_options
 
     name = cfg["dataset"]
     valid = dataset_options(name)
@@ -71,7 +72,6 @@ def augment_name(cfg: Mapping[str, Any], info: Any) -> str:
 
 def default_transforms(cfg: Mapping[str, Any], info: Any):
     """The training and evaluation transforms of a run (presets resolved for ``auto``)."""
-    from purenoise.data import create_transform
 
     augment = augment_name(cfg, info)
     kw = dict(image_size=info.image_size, channels=info.channels)
@@ -86,7 +86,6 @@ def default_transforms(cfg: Mapping[str, Any], info: Any):
 
 def build_data(cfg: Mapping[str, Any]) -> RunData:
     """Create the run's dataset (long-tailed train set, test set) from the config."""
-    from purenoise.data import create_dataset, get_targets
 
     bundle = create_dataset(cfg["dataset"], cfg["data_root"], download=cfg["download"], **_dataset_kwargs(cfg))
     info = bundle.info
@@ -206,3 +205,50 @@ def export_state(model: nn.Module, cfg: Mapping[str, Any], info: Any, class_coun
         "mean": list(info.mean),
         "std": list(info.std),
     }
+
+
+def load_for_inference(path: str | Path, device: torch.device, data: Any = None,
+                       state: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a checkpoint in eval mode on ``device``, and what is needed to feed it.
+
+    Nothing the file says triggers an action: it is loaded with ``weights_only``, the model is
+    built without pretrained weights (so nothing is downloaded) and no dataset is built here.
+    ``model.pt`` holds its classes and normalization; a training checkpoint takes them from
+    ``data``, the dataset the caller built, and without it is refused.
+
+    Args:
+        path: The checkpoint (a run's ``model.pt``, or a training checkpoint with ``data``).
+        device: Where the model runs.
+        data: The caller's :class:`RunData`, for a training checkpoint.
+        state: The file's content, when the caller has loaded it already.
+
+    Returns:
+        ``(model, meta)``: meta has ``num_classes``, ``in_chans``, ``class_names``,
+        ``class_counts``, ``image_size``, ``mean``, ``std``, ``model_name``, ``model_options``.
+    """
+    from purenoise.models import create_model
+
+    state = load_checkpoint(path) if state is None else state
+    cfg = state["config"]
+    if state.get("kind") == "model":
+        meta = state
+    elif data is None:
+        raise PureNoiseError(
+            f"{path} is a training checkpoint, which does not record the class names and input "
+            f"normalization that predict needs; use the run's exported model "
+            f"({Path(path).parent.parent / 'model.pt'} for a run folder's checkpoints/{Path(path).name})"
+        )
+    else:  # a training checkpoint: the metadata of the dataset it was trained on
+        meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
+                "class_names": data.info.class_names, "class_counts": state.get("class_counts", data.class_counts),
+                "image_size": list(data.info.image_size), "mean": list(data.info.mean),
+                "std": list(data.info.std), "model_name": cfg["model"], "model_options": model_options(cfg)}
+    # The file's options never fetch weights: the checkpoint's own weights replace them anyway.
+    options = {**meta["model_options"], "pretrained": False, "download": False}
+    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **options)
+    weights = state["model"]
+    if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):
+        weights = {k: v for k, v in weights.items() if ".aux_bn." not in k}
+    load_model_state(revert_darbn(model), weights, path)
+    model.to(device).eval()
+    return model, meta

@@ -20,10 +20,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
 
 from purenoise.darbn import convert_sync_darbn, revert_darbn, routed_forward, split_blockers
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
+from purenoise.engine.device_batches import device_batches_from_config
 from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
 from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
@@ -42,8 +45,9 @@ from purenoise.engine.setup import (
 )
 from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_stop_signals_to_main
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
+from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
-from purenoise.open import OPeN, NoiseAugment
+from purenoise.open import NoiseAugment, OPeN
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
 __all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "train"]
@@ -149,8 +153,6 @@ class Trainer:
         train_tf, self.eval_tf = default_transforms(cfg, info)
         try:
             if cfg["loader"] == "device":  # train set, draws and augmentation all on the device
-                from purenoise.engine.device_batches import device_batches_from_config
-
                 self.batches = device_batches_from_config(
                     cfg, self.data, augment_name(cfg, info), device=self.device, rank=env.rank,
                     world_size=env.world_size,
@@ -174,7 +176,6 @@ class Trainer:
         self.optimizer = create_optimizer(self.model, cfg)
         self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
-        from purenoise.losses import create_loss
 
         self.criterion = create_loss(cfg["loss"], self.class_counts, **loss_options(cfg)).to(self.device)
         noise = PureNoise(info.mean, info.std, kind=cfg["noise"])
@@ -190,8 +191,6 @@ class Trainer:
     def _wrap_model(self) -> None:
         model = self.model
         if self.env.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                         find_unused_parameters=self.cfg["bn_mode"] == "aux")
         if self.cfg["compile"]:
@@ -502,7 +501,6 @@ class Trainer:
     def _progress(self, epoch: int, start: int):
         if not (self.cfg["progress"] and self.is_main):
             return None
-        from tqdm.auto import tqdm
 
         # Counted in images drawn from the training set, so its rate is images/s.
         bs = self.cfg["batch_size"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from purenoise.errors import ModelError
+from purenoise.models import torchvision_models
 
 __all__ = ["register_model", "create_model", "list_models", "is_registered", "TIMM_PREFIX"]
 
@@ -63,8 +64,6 @@ def is_registered(name: str) -> bool:
 
 
 def _torchvision_names() -> list[str]:
-    from purenoise.models import torchvision_models
-
     return torchvision_models.names()
 
 
@@ -177,8 +176,6 @@ def create_model(
 
     tv_name = name[len(TORCHVISION_PREFIX):] if name.startswith(TORCHVISION_PREFIX) else name
     if tv_name in _torchvision_names():
-        from purenoise.models import torchvision_models
-
         return torchvision_models.create(tv_name, num_classes, in_chans=in_chans,
                                          pretrained=pretrained, download=download, **kwargs)
 
