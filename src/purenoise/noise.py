@@ -175,6 +175,7 @@ def _to_float_chw(item: Any) -> torch.Tensor:
             t = t.permute(2, 0, 1)  # HWC array, as PIL/numpy pipelines produce
     else:
         try:
+            # Only PIL images need torchvision: the method's modules import nothing but torch.
             from torchvision.transforms.v2.functional import pil_to_tensor
         except ImportError:  # pragma: no cover - torchvision is a dependency
             raise TypeError(f"cannot read pixels from {type(item).__name__}") from None

@@ -1,8 +1,8 @@
 """Runs that repeat one configuration with different seeds: groups, mean ± std, paired differences.
 
 Two runs are replicates when their resolved configs agree on every key that can change a result:
-all keys except ``seed`` and those that change no number (``FREE_ON_RESUME``: name, device, workers,
-progress, ...). Methods compared on the same seeds are compared **paired**: the difference of a
+all keys except ``seed`` and those that change no number (the config's ``free`` scope: name, device,
+workers, progress, ...). Methods compared on the same seeds are compared **paired**: the difference of a
 metric is taken seed by seed (OPeN seed 0 minus DRS seed 0, ...), which removes what the seeds
 share (the subset, the initialization, the first phase of branched runs), and summarized with a
 95% t-interval over the seeds.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from purenoise.engine.setup import FREE_ON_RESUME
+from purenoise.config import FREE, keys_in_scope
 
 __all__ = ["Replicates", "group_replicates", "t_quantile", "mean_interval", "paired_difference",
            "mean_std_per_position"]
@@ -45,7 +45,8 @@ class Replicates:
 def _result_key(run: Any) -> str:
     if not run.config:  # nothing says what the run was: it is its own configuration
         return f"path:{run.path}"
-    cfg = {k: v for k, v in run.config.items() if k != "seed" and k not in FREE_ON_RESUME}
+    free = keys_in_scope(FREE)
+    cfg = {k: v for k, v in run.config.items() if k != "seed" and k not in free}
     return json.dumps(cfg, sort_keys=True, default=str)
 
 

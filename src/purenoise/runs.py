@@ -236,7 +236,7 @@ def load_run(run_dir: RunLike) -> Run:
     f = path / "samples.pt"
     samples = None
     if f.exists():
-        import torch
+        import torch  # only samples.pt needs it: reading run folders is otherwise torch-free
 
         try:
             samples = torch.load(f, map_location="cpu", weights_only=True)

@@ -68,7 +68,7 @@ class RunFolder:
 
     def _tensorboard(self):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional package, and slow to import
         except ImportError:
             raise ConfigError(
                 "config key 'tensorboard' is true but the tensorboard package is not installed: "

@@ -15,6 +15,7 @@ from purenoise.darbn import convert_darbn, revert_darbn
 from purenoise.data import create_dataset, create_transform, dataset_options, get_targets
 from purenoise.engine.checkpoint import load_checkpoint
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
+from purenoise.models import count_batchnorm, create_model
 from purenoise.schemes import NOISE_SCHEMES
 
 __all__ = ["RunData", "build_data", "augment_name", "default_transforms", "build_model", "check_branch_compatible",
@@ -117,7 +118,6 @@ def model_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], warn: bool = True) -> nn.Module:
     """Create the model and, for OPeN and noise augmentation, convert its BatchNorm layers."""
-    from purenoise.models import count_batchnorm, create_model
 
     model = create_model(cfg["model"], info.num_classes, in_chans=info.channels, pretrained=cfg["pretrained"],
                          **model_options(cfg))
@@ -226,7 +226,6 @@ def load_for_inference(path: str | Path, device: torch.device, data: Any = None,
         ``(model, meta)``: meta has ``num_classes``, ``in_chans``, ``class_names``,
         ``class_counts``, ``image_size``, ``mean``, ``std``, ``model_name``, ``model_options``.
     """
-    from purenoise.models import create_model
 
     state = load_checkpoint(path) if state is None else state
     cfg = state["config"]

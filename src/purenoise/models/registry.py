@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from purenoise.errors import ModelError
-from purenoise.models import torchvision_models
+from purenoise.models import timm_models, torchvision_models
 
 __all__ = ["register_model", "create_model", "list_models", "is_registered", "TIMM_PREFIX"]
 
@@ -85,9 +85,7 @@ def list_models(pattern: str | None = None, *, source: str | None = None) -> lis
                                      and pattern.startswith(TIMM_PREFIX))
     names: list[str] = []
     if want_timm:
-        from purenoise.models.timm_models import import_timm  # timm is optional and slow to import
-
-        timm = import_timm()
+        timm = timm_models.import_timm()
         sub = pattern[len(TIMM_PREFIX):] if pattern and pattern.startswith(TIMM_PREFIX) else pattern
         names = [TIMM_PREFIX + n for n in timm.list_models(sub or "*")]
         return sorted(names)
@@ -159,8 +157,6 @@ def create_model(
     in_chans = _check_int("in_chans", in_chans, 1)
 
     if name.startswith(TIMM_PREFIX):
-        from purenoise.models import timm_models
-
         return timm_models.create(name[len(TIMM_PREFIX):], num_classes, in_chans=in_chans,
                                   pretrained=pretrained, **kwargs)
 
@@ -195,7 +191,7 @@ def _unknown_name_message(name: str) -> str:
             "models as 'timm/<name>'. List all with purenoise.models.list_models() (timm models: "
             "list_models('timm/*')).")
     try:
-        import timm
+        import timm  # optional: only to suggest its model of the same name
 
         if timm.is_model(name):
             msg += f" timm has a model of this name: use 'timm/{name}'."

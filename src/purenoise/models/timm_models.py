@@ -14,7 +14,7 @@ __all__ = ["create", "import_timm"]
 def import_timm():
     """The optional timm package, or a ModelError that says how to install it."""
     try:
-        import timm
+        import timm  # optional, and slow to import: only when a timm model is asked for
     except ImportError as e:
         raise ModelError(
             "timm models need the optional timm package: pip install 'purenoise[timm]' "
