@@ -152,7 +152,7 @@ def cudnn_benchmark_blocks(tr: Trainer, rounds: int, block: int) -> dict[str, li
                     images, labels = next(batches)
                     _step(tr, images, labels, False)
                 torch.cuda.synchronize(tr.device)
-                rates["on" if flag else "off"].append(n * tr.cfg["batch_size"] / (time.perf_counter() - t))
+                rates["on" if flag else "off"].append(n * tr.cfg.batch_size / (time.perf_counter() - t))
     finally:
         torch.backends.cudnn.benchmark = old
     return rates
@@ -176,7 +176,7 @@ def loader_rates(tr: Trainer, n: int) -> dict[str, float]:
             db.batch(b)
         if tr.device.type == "cuda":
             torch.cuda.synchronize(tr.device)
-        out[name] = min(n, len(db)) * tr.cfg["batch_size"] / (time.perf_counter() - t)
+        out[name] = min(n, len(db)) * tr.cfg.batch_size / (time.perf_counter() - t)
     db._apply = compiled
     return out
 

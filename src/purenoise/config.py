@@ -9,6 +9,7 @@ file, line or key and what would be valid.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import math
 import re
@@ -29,8 +30,8 @@ from purenoise.schemes import (
     SCHEMES,
 )
 
-__all__ = ["SCHEMA", "SCOPES", "load_config", "apply_overrides", "validate_config", "dump_config",
-           "keys_in_scope"]
+__all__ = ["SCHEMA", "SCOPES", "Settings", "load_config", "apply_overrides", "validate_config", "dump_config",
+           "keys_in_scope", "settings"]
 
 _REQUIRED = object()
 #: What a key may do across runs. ``shared``: it shapes the first phase that branched runs share,
@@ -446,3 +447,50 @@ def keys_in_scope(scope: str) -> tuple[str, ...]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
     return tuple(k for k, f in SCHEMA.items() if f.scope == scope)
+
+
+def _annotation(f: Field) -> Any:
+    kind = {INT: int, FLOAT: float, STR: str, BOOL: bool, LIST: list, DICT: dict}.get(f.types, Any)
+    return kind | None if f.nullable else kind
+
+
+class _SettingsBase(Mapping[str, Any]):
+    """Read by attribute (``cfg.lr``) and, for code that takes a mapping, by key (``cfg["lr"]``)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in SCHEMA:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(SCHEMA)
+
+    def __len__(self) -> int:
+        return len(SCHEMA)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A deep copy as a plain dict (for checkpoints and config.yaml)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in SCHEMA}
+
+
+#: A validated config as an immutable object with one typed attribute per schema key, generated
+#: from :data:`SCHEMA` so that the two cannot drift apart. Build it with :func:`settings`.
+Settings = dataclasses.make_dataclass(
+    "Settings", [(k, _annotation(f)) for k, f in SCHEMA.items()], bases=(_SettingsBase,), frozen=True,
+    eq=False)
+Settings.__module__ = __name__
+
+
+def settings(cfg: Mapping[str, Any]) -> Settings:
+    """The run's settings from a validated config (see :func:`validate_config`).
+
+    Raises:
+        ConfigError: ``cfg`` lacks schema keys or has others (it was not validated).
+    """
+    if isinstance(cfg, Settings):
+        return cfg
+    missing, extra = [k for k in SCHEMA if k not in cfg], [k for k in cfg if k not in SCHEMA]
+    if missing or extra:
+        raise ConfigError(f"not a validated config (missing {missing}, unknown {extra}); use load_config or "
+                          "validate_config first")
+    return Settings(**{k: copy.deepcopy(cfg[k]) for k in SCHEMA})

@@ -196,11 +196,11 @@ class _InfAt(torch.nn.Module):
 
 
 def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, tiny_folder, monkeypatch):
-    import purenoise.losses
+    import purenoise.engine.trainer
 
-    real = purenoise.losses.create_loss
+    real = purenoise.engine.trainer.create_loss
     # 4 steps per epoch: step 6 (from 0) is the third step of the second epoch.
-    monkeypatch.setattr(purenoise.losses, "create_loss", lambda *a, **kw: _InfAt(real(*a, **kw), 6))
+    monkeypatch.setattr(purenoise.engine.trainer, "create_loss", lambda *a, **kw: _InfAt(real(*a, **kw), 6))
     run = tmp_path / "run"
     cfg = _write_cfg(tiny_folder, tmp_path, epochs=3, limit_batches=4, batch_size=8)
     code, _, err = _cli(capsys, "train", "-c", cfg, "-o", run)

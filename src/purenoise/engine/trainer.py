@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from purenoise.engine.setup import (
     loss_options,
 )
 from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_stop_signals_to_main
+from purenoise.config import settings
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
@@ -102,7 +104,8 @@ class Trainer:
     """Trains one run described by a resolved config (see :mod:`purenoise.config`).
 
     Args:
-        cfg: Resolved config from :func:`~purenoise.config.load_config`.
+        cfg: Resolved config from :func:`~purenoise.config.load_config` (or its
+            :func:`~purenoise.config.settings`); the trainer reads it as ``self.cfg.<key>``.
         out_dir: The run folder (config, metrics.jsonl, checkpoints, eval.json).
         resume: ``None``, ``"auto"`` (the run folder's last checkpoint, if any) or a checkpoint
             path: continue exactly where that run stopped.
@@ -112,18 +115,18 @@ class Trainer:
         env: Process placement (default: from torchrun's environment, else one process).
     """
 
-    def __init__(self, cfg: dict[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
+    def __init__(self, cfg: Mapping[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
                  init_from: str | None = None, detect_anomaly: bool = False,
                  env: DistEnv | None = None) -> None:
-        self.cfg = cfg
+        self.cfg = cfg = settings(cfg)  # read by attribute; the trainer keeps no other copy
         self.out = Path(out_dir)
-        self.env = env or init_distributed(cfg["device"])
+        self.env = env or init_distributed(cfg.device)
         self.device = self.env.device
         self.detect_anomaly = detect_anomaly
         self.signals = StopSignals()
         self.is_main = self.env.is_main
         # Checked before any data is read: a bad --out should not cost a long set-up first.
-        self.folder = RunFolder(self.out, cfg["tensorboard"]) if self.is_main else None
+        self.folder = RunFolder(self.out, cfg.tensorboard) if self.is_main else None
         self._setup()
         self.start_epoch, self.start_batch, self.epoch_state = 0, 0, None
         self.branch: dict[str, Any] | None = None
@@ -136,37 +139,37 @@ class Trainer:
     # ----------------------------------------------------------------- set-up
     def _setup(self) -> None:
         cfg, env = self.cfg, self.env
-        seed_everything(derive_seed(cfg["seed"], "init"))
+        seed_everything(derive_seed(cfg.seed, "init"))
         self.data = build_data(cfg)
         info = self.data.info
         self.class_counts = list(self.data.class_counts)
         self.num_classes = info.num_classes
-        seed_everything(derive_seed(cfg["seed"], "init"))  # model init independent of data set-up
+        seed_everything(derive_seed(cfg.seed, "init"))  # model init independent of data set-up
         self.model = build_model(cfg, info, self.class_counts, warn=self.is_main)
-        if cfg["sync_bn"] and env.distributed:
+        if cfg.sync_bn and env.distributed:
             convert_sync_darbn(self.model)
         self.model.to(self.device)
         self.module = self.model  # the plain model: checkpoints, evaluation, export
-        if cfg["channels_last"]:
+        if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.normalize = Normalizer(info.mean, info.std, self.device, cfg["channels_last"])
+        self.normalize = Normalizer(info.mean, info.std, self.device, cfg.channels_last)
         train_tf, self.eval_tf = default_transforms(cfg, info)
         try:
-            if cfg["loader"] == "device":  # train set, draws and augmentation all on the device
+            if cfg.loader == "device":  # train set, draws and augmentation all on the device
                 self.batches = device_batches_from_config(
                     cfg, self.data, augment_name(cfg, info), device=self.device, rank=env.rank,
                     world_size=env.world_size,
                 )
             else:
                 self.batches = LoaderBatches(
-                    self.data.train, train_tf, self.data.targets, batch_size=cfg["batch_size"],
-                    device=self.device, seed=cfg["seed"], workers=cfg["workers"], rank=env.rank,
-                    world_size=env.world_size, limit_batches=cfg["limit_batches"],
+                    self.data.train, train_tf, self.data.targets, batch_size=cfg.batch_size,
+                    device=self.device, seed=cfg.seed, workers=cfg.workers, rank=env.rank,
+                    world_size=env.world_size, limit_batches=cfg.limit_batches,
                 )
         except ConfigError:
             raise
         except ValueError as e:  # e.g. fewer images than one batch: a config value at fault
-            raise ConfigError(f"config key 'batch_size' is {cfg['batch_size']}: {e}") from None
+            raise ConfigError(f"config key 'batch_size' is {cfg.batch_size}: {e}") from None
         self.steps_per_epoch = len(self.batches)
         loader = getattr(self.batches, "loader", None)
         if getattr(loader, "num_workers", 0) > 0 and loader.worker_init_fn is None:
@@ -175,15 +178,15 @@ class Trainer:
             loader.worker_init_fn = leave_stop_signals_to_main
         self.optimizer = create_optimizer(self.model, cfg)
         self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
 
-        self.criterion = create_loss(cfg["loss"], self.class_counts, **loss_options(cfg)).to(self.device)
-        noise = PureNoise(info.mean, info.std, kind=cfg["noise"])
+        self.criterion = create_loss(cfg.loss, self.class_counts, **loss_options(cfg)).to(self.device)
+        noise = PureNoise(info.mean, info.std, kind=cfg.noise)
         norm = (info.mean, info.std)
-        self.open_ = OPeN(self.class_counts, cfg["delta"], noise=noise, normalize=norm) \
-            if cfg["method"] == "open" else None
-        self.noise_aug = NoiseAugment(self.num_classes, cfg["noise_ratio"], noise=noise, normalize=norm) \
-            if cfg["method"] == "noise_aug" else None
+        self.open_ = OPeN(self.class_counts, cfg.delta, noise=noise, normalize=norm) \
+            if cfg.method == "open" else None
+        self.noise_aug = NoiseAugment(self.num_classes, cfg.noise_ratio, noise=noise, normalize=norm) \
+            if cfg.method == "noise_aug" else None
         self.noise_gen = torch.Generator(self.device)
         self.noise = noise
         self.train_at_defer: dict[str, Any] | None = None  # the memorization diagnostic there
@@ -192,12 +195,12 @@ class Trainer:
         model = self.model
         if self.env.distributed:
             model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                        find_unused_parameters=self.cfg["bn_mode"] == "aux")
-        if self.cfg["compile"]:
+                        find_unused_parameters=self.cfg.bn_mode == "aux")
+        if self.cfg.compile:
             model = torch.compile(model)
         self.train_model = model
         self.split_blockers = split_blockers(model)  # fixed for the run: not worked out per step
-        if self.cfg["noise_pass"] == "split" and self.cfg["method"] in NOISE_SCHEMES and self.split_blockers:
+        if self.cfg.noise_pass == "split" and self.cfg.method in NOISE_SCHEMES and self.split_blockers:
             raise ConfigError(
                 "config key 'noise_pass' is 'split', but noise rows cannot take their own forward "
                 f"pass through this model without changing the result: {'; '.join(self.split_blockers)}. "
@@ -207,7 +210,7 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int, batch: int, epoch_state: dict[str, float] | None) -> dict[str, Any]:
         return {
-            "config": self.cfg,
+            "config": self.cfg.as_dict(),
             "epoch": epoch,
             "batch": batch,
             "model": self.module.state_dict(),
@@ -281,7 +284,7 @@ class Trainer:
             print(f"resumed from {path}: epoch {self.start_epoch + 1}, batch {self.start_batch}")
 
     def _init_from(self, source: str) -> None:
-        defer = self.cfg["defer_epoch"]
+        defer = self.cfg.defer_epoch
         if defer is None:
             raise PureNoiseError("--init-from needs defer_epoch in the config: the epoch to branch at")
         path = Path(source)
@@ -316,21 +319,21 @@ class Trainer:
             self.folder.truncate_metrics(self.start_epoch)
         try:
             with self.signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
-                for epoch in range(self.start_epoch, cfg["epochs"]):
+                for epoch in range(self.start_epoch, cfg.epochs):
                     start = self.start_batch if epoch == self.start_epoch else 0
-                    if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0 and self.branch is None:
+                    if epoch == cfg.defer_epoch and start == 0 and epoch > 0 and self.branch is None:
                         # The branch point: ERM, DRS and OPeN runs can all start from here.
                         self._save(f"epoch_{epoch:04d}.pt", epoch)
-                    if epoch == cfg["defer_epoch"] and start == 0 and epoch > 0:
+                    if epoch == cfg.defer_epoch and start == 0 and epoch > 0:
                         # Parent and branches alike: the model every scheme starts its phase from.
                         self.train_at_defer = self._memorization(epoch)
                     record = self._train_epoch(epoch, start)
-                    if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
+                    if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
                         record.update(self._test_curve())
                     if self.is_main:
                         self.folder.append_metrics(record)
                         self._print_epoch(record)
-                    if (epoch + 1) % cfg["checkpoint_every"] == 0 or epoch + 1 == cfg["epochs"]:
+                    if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                         self._save("last.pt", epoch + 1)
             return self._finish()
         finally:
@@ -339,9 +342,9 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, start: int) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
-        method = cfg["method"]
-        kind = sampling_for_epoch(method, epoch, cfg["defer_epoch"], cfg["sampling"])
-        noise_on = noise_for_epoch(method, epoch, cfg["defer_epoch"])
+        method = cfg.method
+        kind = sampling_for_epoch(method, epoch, cfg.defer_epoch, cfg.sampling)
+        noise_on = noise_for_epoch(method, epoch, cfg.defer_epoch)
         self.batches.set_epoch(epoch, kind, start)
         if hasattr(self.criterion, "set_epoch"):
             self.criterion.set_epoch(epoch)
@@ -352,11 +355,11 @@ class Trainer:
         t0, rows0 = time.perf_counter(), stats.values()["rows"]
         for b, (images, labels) in enumerate(self.batches, start=start):
             step = epoch * self.steps_per_epoch + b
-            self._seed_step(derive_seed(cfg["seed"], "step", step, env.rank))  # dropout etc.
-            self.noise_gen.manual_seed(derive_seed(cfg["seed"], "noise", step, env.rank))
+            self._seed_step(derive_seed(cfg.seed, "step", step, env.rank))  # dropout etc.
+            self.noise_gen.manual_seed(derive_seed(cfg.seed, "noise", step, env.rank))
             out = self.train_step(images, labels, noise=noise_on,
                                   where=f" at epoch {epoch + 1}, step {b + 1} (global step {step})")
-            if out.n_noise and self.is_main and cfg["save_samples"] and not self.folder.has_samples():
+            if out.n_noise and self.is_main and cfg.save_samples and not self.folder.has_samples():
                 self._save_samples(out.images, out.labels, out.n_noise)
             stats.update(out.loss, out.logits.detach(), out.labels, out.n_noise, step)
             last = b + 1 == self.steps_per_epoch
@@ -368,7 +371,7 @@ class Trainer:
                                     acc=f"{v['correct'] / max(v['natural'], 1):.3f}",
                                     noise=f"{v['noise'] / max(v['rows'], 1):.2f}", refresh=False)
             if bar is not None:
-                bar.update(cfg["batch_size"])  # images drawn from the training set
+                bar.update(cfg.batch_size)  # images drawn from the training set
             if any_rank(self.signals.received is not None, env) and not last:
                 self._interrupt(epoch, b + 1, stats)
         if bar is not None:
@@ -402,13 +405,13 @@ class Trainer:
         images = self.normalize(images)
         k = 0
         if noise:
-            transform = self.open_ if cfg["method"] == "open" else self.noise_aug
+            transform = self.open_ if cfg.method == "open" else self.noise_aug
             if transform is None:
-                raise ConfigError(f"method '{cfg['method']}' trains on no pure noise; noise=True needs "
+                raise ConfigError(f"method '{cfg.method}' trains on no pure noise; noise=True needs "
                                   "open or noise_aug")
             images, labels, k = transform(images, labels, generator=self.noise_gen)
-        with autocast_context(self.device, cfg["amp"]):
-            logits = routed_forward(self.train_model, images, k, noise_pass=noise_pass or cfg["noise_pass"],
+        with autocast_context(self.device, cfg.amp):
+            logits = routed_forward(self.train_model, images, k, noise_pass=noise_pass or cfg.noise_pass,
                                     blockers=self.split_blockers)
         loss = self.criterion(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -419,9 +422,9 @@ class Trainer:
                 raise
             raise TrainingDiverged(f"autograd anomaly detection stopped training{where}: {e} The forward "
                                    "operation that produced it is in the warning printed above.") from None
-        if cfg["grad_clip"]:
+        if cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.module.parameters(), cfg["grad_clip"])
+            nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -499,19 +502,19 @@ class Trainer:
 
     # ----------------------------------------------------------------- outputs
     def _progress(self, epoch: int, start: int):
-        if not (self.cfg["progress"] and self.is_main):
+        if not (self.cfg.progress and self.is_main):
             return None
 
         # Counted in images drawn from the training set, so its rate is images/s.
-        bs = self.cfg["batch_size"]
+        bs = self.cfg.batch_size
         return tqdm(total=self.steps_per_epoch * bs, initial=start * bs, unit="img", unit_scale=True,
                     dynamic_ncols=True, leave=False, mininterval=1.0,
-                    desc=f"{self.cfg['name'] or 'train'} epoch {epoch + 1}/{self.cfg['epochs']}")
+                    desc=f"{self.cfg.name or 'train'} epoch {epoch + 1}/{self.cfg.epochs}")
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
-        if self.cfg["progress"]:
+        if self.cfg.progress:
             extra = f" test {record['test_top1']:.4f}" if "test_top1" in record else ""
-            print(f"epoch {record['epoch'] + 1}/{self.cfg['epochs']} [{record['sampling']}] loss "
+            print(f"epoch {record['epoch'] + 1}/{self.cfg.epochs} [{record['sampling']}] loss "
                   f"{record['train_loss']:.4f} acc {record['train_acc']:.4f} noise {record['noise_frac']:.3f} "
                   f"lr {record['lr']:.4g} {record['images_per_s']:.0f} img/s{extra}", flush=True)
 
@@ -529,26 +532,26 @@ class Trainer:
         if not self.is_main or self.data.test is None:
             return None
         return evaluate(self.module, self.data.test, class_counts=self.class_counts, device=self.device,
-                        normalize=self.normalize, batch_size=max(256, self.cfg["batch_size"]),
-                        workers=self.cfg["workers"], amp=self.cfg["amp"],
+                        normalize=self.normalize, batch_size=max(256, self.cfg.batch_size),
+                        workers=self.cfg.workers, amp=self.cfg.amp,
                         class_names=self.data.info.class_names)
 
     def _memorization(self, epoch: int) -> dict[str, Any] | None:
         """The training-set diagnostic (see :mod:`purenoise.engine.memorization`), on rank 0."""
-        if not self.is_main or not self.cfg["memorization"]:
+        if not self.is_main or not self.cfg.memorization:
             return None
         info = self.data.info
         result = memorization(self.module, training_set_view(self.data.train, self.eval_tf),
                               class_counts=self.class_counts, device=self.device, normalize=self.normalize,
                               noise=self.noise, image_size=info.image_size,
-                              seed=derive_seed(self.cfg["seed"], "memorization"),
-                              batch_size=max(256, self.cfg["batch_size"]), workers=self.cfg["workers"],
-                              amp=self.cfg["amp"])
+                              seed=derive_seed(self.cfg.seed, "memorization"),
+                              batch_size=max(256, self.cfg.batch_size), workers=self.cfg.workers,
+                              amp=self.cfg.amp)
         return {"epoch": epoch, **result}
 
     def _finish(self) -> dict[str, Any] | None:
         metrics = self._evaluate()
-        train = self._memorization(self.cfg["epochs"])
+        train = self._memorization(self.cfg.epochs)
         if self.env.distributed:
             torch.distributed.barrier()
         if not self.is_main:
@@ -559,8 +562,8 @@ class Trainer:
         if metrics is None:
             return None
         result = {**metrics, "class_counts": self.class_counts, "class_names": info.class_names,
-                  "method": self.cfg["method"], "dataset": self.cfg["dataset"], "model": self.cfg["model"],
-                  "epoch": self.cfg["epochs"], "run": self.cfg["name"], "branch": self.branch,
+                  "method": self.cfg.method, "dataset": self.cfg.dataset, "model": self.cfg.model,
+                  "epoch": self.cfg.epochs, "run": self.cfg.name, "branch": self.branch,
                   "data_notes": list(info.notes)}
         if train is not None:
             result.update({k: v for k, v in train.items() if k != "epoch"})
@@ -570,6 +573,6 @@ class Trainer:
         return result
 
 
-def train(cfg: dict[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
+def train(cfg: Mapping[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
     """Train and evaluate one run; see :class:`Trainer`."""
     return Trainer(cfg, out_dir, **kwargs).fit()
