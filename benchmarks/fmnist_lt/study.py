@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from purenoise.run_paths import RunPaths
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs"  # the study's run folders; their light files are kept in git
@@ -139,7 +141,7 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> flo
     """Train one run in its own process (resuming it if it was interrupted); returns seconds."""
     out = spec.folder(runs)
     argv = spec.command(runs, extra)[1:]
-    if (out / "checkpoints" / "last.pt").exists():
+    if RunPaths(out).last_checkpoint.exists():
         # An interrupted run continues where it stopped (its branch point is already inside).
         i = argv.index("--init-from") if "--init-from" in argv else -1
         if i >= 0:
@@ -147,10 +149,10 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> flo
         argv += ["--resume", "auto"]
     elif spec.parent:
         parent = RunSpec(spec.setting, spec.parent, spec.seed)
-        if not list((parent.folder(runs) / "checkpoints").glob("epoch_*.pt")):
+        if not RunPaths(parent.folder(runs)).epoch_checkpoints():
             # The parent's light files came from git without its checkpoints: retrain it first.
             print(f"\n{parent.folder(runs)} has no branch checkpoint: training it again", flush=True)
-            (parent.folder(runs) / "eval.json").unlink(missing_ok=True)
+            RunPaths(parent.folder(runs)).eval.unlink(missing_ok=True)
             run_one(parent, runs, extra, log)
     print(f"\n=== {spec.setting}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
           flush=True)

@@ -24,6 +24,7 @@ from purenoise.engine.trainer import Trainer, TrainingDiverged, TrainingInterrup
 from purenoise.errors import PureNoiseError
 from purenoise.fileio import atomic_write_json
 from purenoise.report import make_report
+from purenoise.run_paths import RunPaths
 from purenoise.runs import format_table, load_run
 
 __all__ = ["main", "entry", "build_parser"]
@@ -50,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config is None:
         if args.resume in (None, "auto") and args.out is None:
             raise PureNoiseError("train needs --config FILE (or --resume with --out RUN_DIR or a checkpoint path)")
-        source = Path(args.out) / "config.yaml" if args.resume in (None, "auto") else None
+        source = RunPaths(args.out).config if args.resume in (None, "auto") else None
         if source is not None and source.exists():
             config = source
         elif args.resume not in (None, "auto"):

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
+from purenoise.run_paths import REPORT_FILES, RunPaths
 from purenoise.schemes import DEFERRED_SCHEMES
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "run_labels",
 ]
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "samples.pt")
 FRACTION_KEYS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "gmean", "ece")
 EPOCH_NUMBER_KEYS = ("lr", "train_loss", "train_acc", "noise_frac", "images_per_s", "time_s",
                      "test_top1", "test_balanced_acc")
@@ -199,13 +199,14 @@ def load_run(run_dir: RunLike) -> Run:
     path = Path(run_dir)
     if not path.is_dir():
         raise DataNotFoundError(f"run folder {path} does not exist (or is not a folder)")
-    if not any((path / f).exists() for f in RUN_FILES):
-        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / f).exists() for f in RUN_FILES))
+    if not any((path / f).exists() for f in REPORT_FILES):
+        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / f).exists() for f in REPORT_FILES))
         hint = f"; it holds run folders {', '.join(subs)}: pass those instead" if subs else ""
-        raise DataError(f"{path} is not a run folder: none of {', '.join(RUN_FILES)} is in it{hint}")
+        raise DataError(f"{path} is not a run folder: none of {', '.join(REPORT_FILES)} is in it{hint}")
     notes: list[str] = []
     config: dict[str, Any] = {}
-    f = path / "config.yaml"
+    paths = RunPaths(path)
+    f = paths.config
     if f.exists():
         try:
             loaded = yaml.safe_load(f.read_text(encoding="utf-8"))
@@ -218,13 +219,13 @@ def load_run(run_dir: RunLike) -> Run:
         config = loaded or {}
     else:
         notes.append("config.yaml is missing")
-    f = path / "metrics.jsonl"
+    f = paths.metrics
     metrics = _read_metrics(f, notes) if f.exists() else []
     if not f.exists():
         notes.append("metrics.jsonl is missing: no training curves")
     elif not metrics:
         notes.append("metrics.jsonl has no completed epoch yet")
-    f = path / "eval.json"
+    f = paths.eval
     ev = None
     if f.exists():
         try:
@@ -233,7 +234,7 @@ def load_run(run_dir: RunLike) -> Run:
             raise DataError(f"{f}, line {e.lineno}: not valid JSON ({e.msg})") from None
     else:
         notes.append("eval.json is missing (still training, or evaluation failed): no test metrics")
-    f = path / "samples.pt"
+    f = paths.samples
     samples = None
     if f.exists():
         import torch  # only samples.pt needs it: reading run folders is otherwise torch-free

@@ -1,12 +1,5 @@
-"""The run folder: everything a run writes, each file written atomically.
-
-    RUN/config.yaml        resolved config
-    RUN/metrics.jsonl      one JSON line per finished epoch
-    RUN/samples.pt         a few pure-noise and natural images that were trained on
-    RUN/checkpoints/       last.pt (resumable), epoch_NNNN.pt (the branch point)
-    RUN/model.pt           plain-BatchNorm weights and what predict/eval need
-    RUN/eval.json          final test metrics
-    RUN/tensorboard/       optional TensorBoard events
+"""The run folder: everything a run writes (layout: :class:`purenoise.run_paths.RunPaths`), each
+file written atomically.
 
 Only rank 0 of a multi-process run holds a :class:`RunFolder`.
 """
@@ -23,6 +16,7 @@ import torch
 from purenoise.config import dump_config
 from purenoise.engine import checkpoint as ckpt
 from purenoise.fileio import atomic_write, atomic_write_json, atomic_write_text
+from purenoise.run_paths import RunPaths
 from purenoise.errors import ConfigError, PureNoiseError
 
 __all__ = ["RunFolder", "json_safe"]
@@ -44,11 +38,12 @@ class RunFolder:
 
     def __init__(self, path: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
+        self.paths = RunPaths(self.path)
+        self.checkpoints = self.paths.checkpoints
         self._check_writable()
         self._tb = self._tensorboard() if tensorboard else None
         # Asked at every OPeN step until the first noise batch is saved: kept here, not stat'ed.
-        self._has_samples = (self.path / "samples.pt").exists()
+        self._has_samples = self.paths.samples.exists()
 
     def _check_writable(self) -> None:
         try:
@@ -74,11 +69,11 @@ class RunFolder:
                 "config key 'tensorboard' is true but the tensorboard package is not installed: "
                 "pip install tensorboard (or pip install 'purenoise[tensorboard]'), or set tensorboard: false"
             ) from None
-        return SummaryWriter(log_dir=str(self.path / "tensorboard"))
+        return SummaryWriter(log_dir=str(self.paths.tensorboard))
 
     # ------------------------------------------------------------------ metrics
     def write_config(self, cfg: dict[str, Any]) -> None:
-        atomic_write_text(self.path / "config.yaml", dump_config(cfg))
+        atomic_write_text(self.paths.config, dump_config(cfg))
 
     def _metric_lines(self, source: Path, upto: int) -> tuple[list[str], int]:
         if not source.exists():
@@ -88,19 +83,19 @@ class RunFolder:
 
     def truncate_metrics(self, upto: int) -> None:
         """Drop the lines of epochs ``>= upto`` (a resumed run writes them again)."""
-        path = self.path / "metrics.jsonl"
+        path = self.paths.metrics
         kept, total = self._metric_lines(path, upto)
         if len(kept) != total:
             atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
     def copy_parent_metrics(self, parent_run: Path, upto: int) -> None:
         """A branch starts its metrics with the parent's lines of the shared epochs."""
-        kept, _ = self._metric_lines(parent_run / "metrics.jsonl", upto)
+        kept, _ = self._metric_lines(RunPaths(parent_run).metrics, upto)
         if kept:
-            atomic_write_text(self.path / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+            atomic_write_text(self.paths.metrics, "".join(ln + "\n" for ln in kept))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        path = self.path / "metrics.jsonl"
+        path = self.paths.metrics
         old = path.read_text() if path.exists() else ""
         atomic_write_text(path, old + json.dumps(json_safe(record)) + "\n")
         if self._tb is not None:
@@ -119,17 +114,17 @@ class RunFolder:
         buf = io.BytesIO()
         torch.save({"natural": natural.cpu(), "noise": noise.cpu(), "natural_labels": natural_labels.cpu(),
                     "noise_labels": noise_labels.cpu()}, buf)
-        atomic_write(self.path / "samples.pt", buf.getbuffer())
+        atomic_write(self.paths.samples, buf.getbuffer())
         self._has_samples = True
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
         return ckpt.save_checkpoint(self.checkpoints / name, state)
 
     def save_model(self, state: dict[str, Any]) -> Path:
-        return ckpt.save_checkpoint(self.path / "model.pt", state)
+        return ckpt.save_checkpoint(self.paths.model, state)
 
     def write_eval(self, result: dict[str, Any]) -> Path:
-        return atomic_write_json(self.path / "eval.json", json_safe(result))
+        return atomic_write_json(self.paths.eval, json_safe(result))
 
     def close(self) -> None:
         if self._tb is not None:

@@ -49,6 +49,7 @@ from purenoise.config import settings
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
+from purenoise.run_paths import RunPaths
 from purenoise.open import NoiseAugment, OPeN
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
@@ -263,7 +264,7 @@ class Trainer:
         self.noise_gen.set_state(state["noise_generator"])
 
     def _resume(self, resume: str) -> None:
-        path = self.out / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
+        path = RunPaths(self.out).last_checkpoint if resume == "auto" else Path(resume)
         if resume == "auto" and not path.exists():
             if self.is_main:
                 print(f"--resume auto: no checkpoint in {path.parent}, starting from scratch")
@@ -289,9 +290,9 @@ class Trainer:
             raise PureNoiseError("--init-from needs defer_epoch in the config: the epoch to branch at")
         path = Path(source)
         if path.is_dir():
-            path = path / "checkpoints" / f"epoch_{defer:04d}.pt"
+            path = RunPaths(source).epoch_checkpoint(defer)
             if not path.exists():
-                found = sorted(p.name for p in (Path(source) / "checkpoints").glob("epoch_*.pt"))
+                found = [p.name for p in RunPaths(source).epoch_checkpoints()]
                 raise PureNoiseError(
                     f"--init-from {source}: no checkpoint at the defer epoch {defer} ({path.name}); "
                     f"found: {', '.join(found) or 'none'}. Train the parent with defer_epoch: {defer}"
@@ -323,7 +324,7 @@ class Trainer:
                     start = self.start_batch if epoch == self.start_epoch else 0
                     if epoch == cfg.defer_epoch and start == 0 and epoch > 0 and self.branch is None:
                         # The branch point: ERM, DRS and OPeN runs can all start from here.
-                        self._save(f"epoch_{epoch:04d}.pt", epoch)
+                        self._save(RunPaths(self.out).epoch_checkpoint(epoch).name, epoch)
                     if epoch == cfg.defer_epoch and start == 0 and epoch > 0:
                         # Parent and branches alike: the model every scheme starts its phase from.
                         self.train_at_defer = self._memorization(epoch)
@@ -478,7 +479,7 @@ class Trainer:
         bad = stats.values()["bad_step"]
         if any_rank(bad >= 0, self.env):
             step = int(bad) if bad >= 0 else epoch * self.steps_per_epoch
-            last = self.out / "checkpoints" / "last.pt"
+            last = RunPaths(self.out).last_checkpoint
             kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
             raise TrainingDiverged(
                 f"the loss became NaN or infinite at epoch {epoch + 1}, step {step - epoch * self.steps_per_epoch + 1} "
