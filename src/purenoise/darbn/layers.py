@@ -230,8 +230,8 @@ def _compiled_routed(layer: _RoutedBatchNorm, x: torch.Tensor, n_nat: int, momen
     Each group's statistics come from a view of its rows; then one expression normalizes the
     whole batch with per-row coefficients (``where(row is noise, ...)``). The reference path's
     two batch norms and concatenation compile to extra copies (the concatenation, and in
-    backward the zero-filled full-size gradients of both slices): about 1.3x a compiled
-    BatchNorm network step on CPU, against about 1.1x for this form. Noise rows use detached
+    backward the zero-filled full-size gradients of both slices), which this form avoids
+    (measured in benchmarks/SPEED.md). Noise rows use detached
     gamma and beta, and in ``"classifier"`` mode a detached input, so they train nothing
     before the classifier. ``n_nat`` may be symbolic (see :func:`_noise_rows`).
     """

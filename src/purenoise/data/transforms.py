@@ -3,10 +3,10 @@
 Every preset takes a PIL image (or a uint8 CHW tensor) and returns a float32 CHW tensor with
 values in ``[0, 1]``, **not normalized**: the trainer normalizes on the device with
 ``info.mean``/``info.std``, because pure-noise images must go through the same normalization as
-natural ones (docs/method.md, section 1.3). Geometric and colour operations run on the PIL image the dataset
-returns (colour jitter is about 3x faster there than on tensors for small images), Gaussian blur
-on the uint8 tensor, then ``ToDtype`` scales to ``[0, 1]``, then Cutout. A uint8 tensor input
-works too (every operation has a tensor kernel).
+natural ones (docs/method.md, section 1.3). Geometric and colour operations run on the PIL image
+the dataset returns (colour jitter is faster there than on tensors for small images), Gaussian
+blur on the uint8 tensor, then ``ToDtype`` scales to ``[0, 1]``, then Cutout. A uint8 tensor
+input works too (every operation has a tensor kernel).
 
 Presets (``train=True``; with ``train=False`` each returns its evaluation counterpart, ``test`` or
 ``imagenet_test``):

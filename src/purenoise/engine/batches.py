@@ -43,7 +43,7 @@ class SeededTransformDataset(Dataset):
         image, label = self.base[index]
         if self.transform is not None:
             # torchvision's v2 transforms draw from torch's global CPU generator. Seeding it alone
-            # costs ~1 us; torch.manual_seed also queues every CUDA generator (~200x slower).
+            # is cheap; torch.manual_seed would also reseed every CUDA generator, far slower.
             torch.random.default_generator.manual_seed(seed)
             image = self.transform(image)
         return image, label

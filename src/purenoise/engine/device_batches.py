@@ -102,8 +102,8 @@ class DeviceBatches(EpochBatches):
         limit_batches: Stop each epoch after this many batches.
         compile: Run the augmentation's tensor work (:meth:`BatchAugment.apply`) through
             ``torch.compile``. In eager mode ``cifar_simclr`` is ~200 small kernels per batch,
-            whose launches cost the CPU more than the GPU needs to run them (4 ms per batch of
-            128 on an H200, a quarter of a WRN-28-10 step); compiled, they fuse into a few. The
+            whose launches cost the CPU more than the GPU needs to run them (measured in
+            benchmarks/SPEED.md); compiled, they fuse into a few. The
             parameters are still drawn eagerly from the seeded generator, so the draws are the
             same; the pixels agree with eager to float rounding (fused arithmetic).
     """
