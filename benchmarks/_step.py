@@ -1,20 +1,20 @@
-"""One training step as the trainer runs it, for the ERM-vs-OPeN benchmarks (CPU and GPU).
+"""The trainer's training step (``purenoise.engine.step.train_step``) on a fixed batch, for the
+ERM-vs-OPeN benchmarks (CPU and GPU).
 
 normalized batch -> OPeN (when given: noise rows last) -> routed forward (``noise_pass``: the
 trainer's default "auto" forwards noise rows in a pass of their own, "joint" in one pass with
-the natural rows) -> cross-entropy -> backward -> SGD step; the same operations, in the same
-order, as ``purenoise.engine.trainer``.
+the natural rows) -> cross-entropy -> backward -> SGD step: the function the trainer runs.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from purenoise import OPeN, PureNoise, convert_darbn, routed_forward
+from purenoise import OPeN, PureNoise, convert_darbn
+from purenoise.engine.step import train_step
 
 
 def make_pair(model: nn.Module, device: torch.device, channels_last: bool = False):
@@ -47,16 +47,8 @@ class Step:
         self.noise_counts: list[int] = []
 
     def __call__(self) -> int:
-        images, labels, k = self.images, self.labels, 0
-        if self.open_ is not None:
-            images, labels, k = self.open_(images, labels, generator=self.gen)
-        self.noise_counts.append(k)
-        amp = (torch.autocast(images.device.type, dtype=self.amp) if self.amp is not None
-               else contextlib.nullcontext())
-        with amp:
-            logits = routed_forward(self.model, images, k, noise_pass=self.noise_pass)
-        loss = F.cross_entropy(logits.float(), labels)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return k
+        amp = {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
+        out = train_step(self.model, self.images, self.labels, criterion=F.cross_entropy, optimizer=self.opt,
+                         noise=self.open_, generator=self.gen, amp=amp, noise_pass=self.noise_pass)
+        self.noise_counts.append(out.n_noise)
+        return out.n_noise

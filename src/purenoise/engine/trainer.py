@@ -15,21 +15,20 @@ import signal
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from purenoise.darbn import convert_sync_darbn, revert_darbn, routed_forward, split_blockers
+from purenoise.config import settings
+from purenoise.darbn import convert_sync_darbn, revert_darbn, split_blockers
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.device_batches import device_batches_from_config
 from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
-from purenoise.engine.evaluate import Normalizer, autocast_context, evaluate
+from purenoise.engine.evaluate import Normalizer, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
 from purenoise.engine.optim import create_optimizer, create_scheduler
 from purenoise.engine.run_folder import RunFolder
@@ -45,21 +44,17 @@ from purenoise.engine.setup import (
     loss_options,
 )
 from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_stop_signals_to_main
-from purenoise.config import settings
+from purenoise.engine.step import StepResult, TrainingDiverged, train_step
 from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
-from purenoise.run_paths import RunPaths
 from purenoise.open import NoiseAugment, OPeN
+from purenoise.run_paths import RunPaths
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
 __all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "train"]
 
 _CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
-
-
-class TrainingDiverged(PureNoiseError):
-    """The loss became NaN or infinite; training stopped, the last good checkpoint is kept."""
 
 
 class _Stats:
@@ -88,17 +83,6 @@ class _Stats:
 
     def values(self) -> dict[str, float]:
         return dict(zip(self.KEYS, self.t.tolist()))
-
-
-@dataclass
-class StepResult:
-    """What :meth:`Trainer.train_step` returns: the batch as trained and its outputs."""
-
-    loss: torch.Tensor
-    logits: torch.Tensor
-    images: torch.Tensor  # normalized, noise rows last
-    labels: torch.Tensor
-    n_noise: int
 
 
 class Trainer:
@@ -385,16 +369,13 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, *, noise: bool = False,
                    noise_pass: str | None = None, where: str = "") -> StepResult:
-        """One optimizer step on a batch, exactly as the training loop runs it.
-
-        normalize -> pure noise (OPeN or noise_aug, when ``noise``; noise rows last, drawn from the
-        trainer's noise generator) -> routed forward under the run's autocast -> loss -> backward
-        (scaled for fp16) -> gradient clipping -> optimizer step -> scheduler step.
+        """One optimizer step on a batch, exactly as the training loop runs it (see :mod:`~purenoise.engine.step`).
 
         Args:
             images: Augmented images in ``[0, 1]`` (float or uint8), on the trainer's device.
             labels: Their labels.
-            noise: Apply the run's noise transform (the loop does from ``defer_epoch`` for OPeN).
+            noise: Apply the run's noise transform (the loop does from ``defer_epoch`` for OPeN),
+                drawing from the trainer's noise generator.
             noise_pass: Override the config's ``noise_pass`` for this step.
             where: Where the step is, for error messages (e.g. " at epoch 3, step 7").
 
@@ -403,33 +384,17 @@ class Trainer:
             last, and their labels) and the number of noise rows.
         """
         cfg = self.cfg
-        images = self.normalize(images)
-        k = 0
+        transform = None
         if noise:
             transform = self.open_ if cfg.method == "open" else self.noise_aug
             if transform is None:
                 raise ConfigError(f"method '{cfg.method}' trains on no pure noise; noise=True needs "
                                   "open or noise_aug")
-            images, labels, k = transform(images, labels, generator=self.noise_gen)
-        with autocast_context(self.device, cfg.amp):
-            logits = routed_forward(self.train_model, images, k, noise_pass=noise_pass or cfg.noise_pass,
-                                    blockers=self.split_blockers)
-        loss = self.criterion(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        try:
-            self.scaler.scale(loss).backward()
-        except RuntimeError as e:
-            if not self.detect_anomaly:
-                raise
-            raise TrainingDiverged(f"autograd anomaly detection stopped training{where}: {e} The forward "
-                                   "operation that produced it is in the warning printed above.") from None
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return StepResult(loss, logits, images, labels, k)
+        return train_step(self.train_model, self.normalize(images), labels, criterion=self.criterion,
+                          optimizer=self.optimizer, noise=transform, generator=self.noise_gen, amp=cfg.amp,
+                          noise_pass=noise_pass or cfg.noise_pass, blockers=self.split_blockers,
+                          scaler=self.scaler, scheduler=self.scheduler, grad_clip=cfg.grad_clip,
+                          clip_params=self.module.parameters(), detect_anomaly=self.detect_anomaly, where=where)
 
     def _seed_step(self, seed: int) -> None:
         # Only the generators this process draws from: torch.manual_seed would also reach every
