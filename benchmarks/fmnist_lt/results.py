@@ -201,17 +201,21 @@ def _machines(log: list[dict]) -> str:
 
 
 def _selection(s: Study) -> list[str]:
+    import select_cell
+
+    choice = s.main or select_cell.select(s.root)
     lines = ["## The main job's cell", "",
-             "Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
-             "read): " + (s.main["rule"] if s.main else "see `select_cell.py`") + ".", ""]
-    if s.main is None:
-        return lines + ["Not chosen yet: the ERM runs of a cheaper cell are not all finished "
-                        "(`python benchmarks/fmnist_lt/select_cell.py` decides once they are).", ""]
+             f"Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
+             f"read): {choice['rule']}.", ""]
     rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join("-" if a is None else f"{100 * a:.2f}"
                                                             for a in c["erm_train_top1"]),
              "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
-             {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in s.main["cells"]]
+             {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in choice["cells"]]
     lines += _table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2 (%)", "Mean", "≥ 99%?"], rows)
+    if s.main is None:
+        return lines + ["", "**Not chosen yet**: the cheapest cells are not all decided (their ERM runs are "
+                        "not finished). `python benchmarks/fmnist_lt/select_cell.py` writes the choice once "
+                        "they are.", ""]
     return lines + ["", f"Chosen: **`{s.main['cell']}`** (decided {s.main['decided']}).", ""]
 
 
