@@ -104,3 +104,36 @@ def test_ungrouped_report_keeps_one_row_per_run(tmp_path):
     text = make_report(paths).read_text()
     assert "## Paired differences" not in text and "Seeds" not in text.split("## Results")[1].split("\n\n")[1]
     assert np.isfinite(summarize(paths[0])["top1"])
+
+
+def test_a_rerun_of_the_same_seed_is_not_a_second_replicate(tmp_path):
+    first = write_run(tmp_path / "a", "erm", seed=0, name="erm_s0")
+    again = write_run(tmp_path / "b", "erm", seed=0, name="erm_s0")
+    other = write_run(tmp_path / "a", "erm", seed=1, name="erm_s1")
+    groups = group_replicates([load_run(p) for p in (first, again, other)])
+    assert [g.seeds for g in groups] == [[0, 1], [0]]
+
+
+def test_nan_values_are_left_out_of_seeds_and_wins(nine_runs):
+    groups = {g.label: g for g in group_replicates([load_run(p) for p in nine_runs])}
+    values = {id(r): v for r, v in zip(groups["open"].runs, (0.9, float("nan"), 0.8))}
+    d = paired_difference(groups["open"], groups["drs"], lambda r: values.get(id(r), 0.5))
+    assert d["seeds"] == [0, 2] and d["n"] == 2 and d["wins"] == 2
+
+
+def test_seed_suffix_needs_a_separator(tmp_path):
+    runs = [load_run(write_run(tmp_path, "erm", seed=s, name=f"erm_bs128_s{s}")) for s in (0, 1)]
+    assert group_replicates(runs)[0].label == "erm_bs128"
+
+
+def test_only_configurations_with_the_same_first_phase_are_paired(tmp_path):
+    runs = []
+    for ratio, folder in ((100, "r100"), (50, "r50")):
+        for m in ("erm", "open"):
+            for s in (0, 1):
+                d = write_run(tmp_path / folder, m, seed=s, name=f"{m}_r{ratio}_s{s}")
+                cfg = yaml.safe_load((d / "config.yaml").read_text())
+                (d / "config.yaml").write_text(yaml.safe_dump({**cfg, "ratio": ratio}))
+                runs.append(load_run(d))
+    rows = paired_table(report_entries(runs))
+    assert [r[0] for r in rows] == ["open_r100 − erm_r100", "open_r50 − erm_r50"]

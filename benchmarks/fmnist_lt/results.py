@@ -5,8 +5,8 @@
 Every figure in RESULTS.md is computed here from the run folders' eval.json / config.yaml and
 ``study_log.jsonl``, from the shipped configs, or quoted from the paper (docs/method.md, with
 its source). Means and standard deviations are over seeds; differences between methods are
-**paired** by seed (the same seed: the same subset, initialization and first phase) with a 95%
-t-interval over the seeds (``purenoise.replicates``, the code ``purenoise report`` uses).
+**paired** by seed (the same seed: the same initialization and first phase; every seed trains on
+the same long-tailed subset) with a 95% t-interval over the seeds (``purenoise.replicates``, the code ``purenoise report`` uses).
 """
 from __future__ import annotations
 
@@ -135,10 +135,10 @@ def _verdict(d: dict | None) -> str:
     if d is None or d["n"] < 2:
         return "too few paired seeds yet"
     if d["lo"] > 0:
-        return "**holds** (interval above 0)"
+        return f"**holds**: interval above 0 ({d['n']} seeds)"
     if d["hi"] < 0:
-        return "**reversed** (interval below 0)"
-    return "not resolved (interval contains 0)"
+        return f"**reversed**: interval below 0 ({d['n']} seeds)"
+    return f"not resolved: interval contains 0 ({d['n']} seeds)"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -206,7 +206,8 @@ def _selection(s: Study) -> list[str]:
     choice = s.main or select_cell.select(s.root)
     lines = ["## The main job's cell", "",
              f"Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
-             f"read): {choice['rule']}.", ""]
+             f"read): {choice['rule']}. The rule is in `select_cell.py` since commit 41daff1, committed "
+             "before the study's first run finished.", ""]
     rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join("-" if a is None else f"{100 * a:.2f}"
                                                             for a in c["erm_train_top1"]),
              "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
@@ -248,7 +249,13 @@ def write(runs: Path, out: Path) -> Path:
               "the width of `resnet_small`; configs are in `configs/<cell>/`.",
               "- **Schedule**: the paper's CIFAR shape (`configs/_base/fmnist_lt_paper.yaml`): 200 epochs, "
               "5 warm-up epochs, lr x0.01 at 160 and 180, DRS/OPeN from 160, weight decay 2e-4, batch 128, "
-              "flip and crop. DRS and OPeN branch from the ERM run of the same seed at epoch 160.",
+              "flip and crop; the short reference cell `fmnist_lt_r100` keeps its 30-epoch schedule "
+              "(`configs/_base/fmnist_lt.yaml`). DRS and OPeN branch from the ERM run of the same seed at "
+              "the defer epoch.",
+              "- **Seeds and intervals**: the training seed changes the initialization and every sampling "
+              "and augmentation draw; all seeds share one long-tailed subset (`subset_seed` 0, LDAM-DRW's). "
+              "Intervals are 95% t-intervals over paired seeds, one per comparison, with no correction for "
+              "the number of comparisons made on this page.",
               f"- **Machine(s)**: {_machines(s.log)}; torch {_torch()}. CPU runs repeat bit for bit on one "
               "CPU model, not across models.",
               f"- **Wall time**: {len(s.log)} runs logged, {total_s / 3600:.2f} h in all (on a shared machine: "

@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = ap.parse_args(argv)
+    if args.set and Path(args.runs).resolve() == RUNS.resolve():
+        raise SystemExit("--set changes the runs, so they are not the study's: give them their own --runs folder")
     runs = Path(args.runs).resolve()
     extra = tuple(x for kv in args.set for x in ("--set", kv))
     specs = plan(args.plan, runs)

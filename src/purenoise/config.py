@@ -484,6 +484,8 @@ Settings.__module__ = __name__
 def settings(cfg: Mapping[str, Any]) -> Settings:
     """The run's settings from a validated config (see :func:`validate_config`).
 
+    Only the keys are checked here, not the values: validate a config first.
+
     Raises:
         ConfigError: ``cfg`` lacks schema keys or has others (it was not validated).
     """

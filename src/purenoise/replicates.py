@@ -4,8 +4,10 @@ Two runs are replicates when their resolved configs agree on every key that can 
 all keys except ``seed`` and those that change no number (the config's ``free`` scope: name, device,
 workers, progress, ...). Methods compared on the same seeds are compared **paired**: the difference of a
 metric is taken seed by seed (OPeN seed 0 minus DRS seed 0, ...), which removes what the seeds
-share (the subset, the initialization, the first phase of branched runs), and summarized with a
-95% t-interval over the seeds.
+share (the initialization, the sampling order of the first phase, the whole first phase of
+branched runs), and summarized with a 95% t-interval over the seeds. The long-tailed subset is
+fixed by ``subset_seed``, not by ``seed``: all seeds of a study train on the same subset, so the
+interval covers the training's randomness on that subset, not the choice of subset.
 """
 from __future__ import annotations
 
@@ -17,16 +19,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from purenoise.config import FREE, keys_in_scope
+from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
 
-__all__ = ["Replicates", "group_replicates", "t_quantile", "mean_interval", "paired_difference",
+__all__ = ["Replicates", "group_replicates", "shared_key", "t_quantile", "mean_interval", "paired_difference",
            "mean_std_per_position"]
 
 # Two-sided 95% quantiles of Student's t for 1 ... 30 degrees of freedom (standard tables).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
-_SEED_SUFFIX = re.compile(r"[_\-.]?(?:s|seed)[_\-]?\d+$")
+_SEED_SUFFIX = re.compile(r"[_\-.](?:s|seed)[_\-]?\d+$")
 
 
 @dataclass
@@ -42,19 +44,27 @@ class Replicates:
         return self.runs[0].method
 
 
+def _config_key(run: Any, exclude: Sequence[str]) -> str:
+    """The run's config over the schema's keys (defaults filled in for keys an older run lacks)."""
+    cfg = {k: run.config.get(k, f.default) for k, f in SCHEMA.items() if k not in exclude}
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
 def _result_key(run: Any) -> str:
     if not run.config:  # nothing says what the run was: it is its own configuration
         return f"path:{run.path}"
-    free = keys_in_scope(FREE)
-    cfg = {k: v for k, v in run.config.items() if k != "seed" and k not in free}
-    return json.dumps(cfg, sort_keys=True, default=str)
+    return _config_key(run, ("seed", *keys_in_scope(FREE)))
+
+
+def shared_key(run: Any) -> str:
+    """What a run shares with a run it may be paired with: the shared-scope keys but the seed."""
+    return _config_key(run, [k for k in SCHEMA if k not in keys_in_scope(SHARED) or k == "seed"])
 
 
 def _label(runs: Sequence[Any]) -> str:
     stems = {_SEED_SUFFIX.sub("", r.name) for r in runs}
     if len(stems) == 1:
-        stem = stems.pop()
-        return stem if len(runs) > 1 or stem != runs[0].name else runs[0].name
+        return stems.pop()
     return f"{runs[0].name} (+{len(runs) - 1} seeds)"
 
 
@@ -62,11 +72,16 @@ def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
     """Group runs whose configs differ only in their seed, in order of first appearance.
 
     Labels are the run names without their seed suffix (``..._s0`` -> ``...``) where the members
-    agree on it; a label that two groups would share gets the first distinguishing config values.
+    agree on it; a label that two groups would share gets the first member's folder name. A run
+    whose seed its configuration already has (a rerun in another folder) starts a group of its
+    own, so that no seed counts twice in a mean or a paired difference.
     """
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[str, int], list[Any]] = {}
     for r in runs:
-        groups.setdefault(_result_key(r), []).append(r)
+        key, copy = _result_key(r), 0
+        while any(m.config.get("seed") == r.config.get("seed") for m in groups.get((key, copy), ())):
+            copy += 1
+        groups.setdefault((key, copy), []).append(r)
     out = []
     for members in groups.values():
         members = sorted(members, key=lambda r: (r.config.get("seed") is None, r.config.get("seed", 0), r.name))
@@ -117,7 +132,7 @@ def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float
     for s, r in zip(a.seeds, a.runs):
         if s in b_by_seed:
             va, vb = value(r), value(b_by_seed[s])
-            if va is not None and vb is not None:
+            if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb):
                 seeds.append(s)
                 diffs.append(va - vb)
     return {**mean_interval(diffs), "seeds": seeds, "wins": sum(d > 0 for d in diffs)}

@@ -27,7 +27,7 @@ import numpy as np
 
 from purenoise import plots
 from purenoise.fileio import atomic_write_text
-from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference
+from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference, shared_key
 from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, pct, run_labels, summarize
 
 __all__ = ["make_report", "report_entries", "paired_table"]
@@ -74,19 +74,24 @@ def _ci(d: dict[str, Any]) -> str:
 
 def paired_table(entries: Sequence[Replicates], metrics: Sequence[str] = PAIRED_METRICS,
                  pairs: Sequence[tuple[int, int]] | None = None) -> list[list[str]]:
-    """Rows ``later − earlier`` for entries that share at least two seeds.
+    """Rows ``later − earlier`` for entries that share at least two seeds and their first phase.
 
-    Each metric cell is ``mean ± std [95% interval]`` of the seed-by-seed difference, in points;
-    ``pairs`` (indices into ``entries``) chooses the comparisons, default every pair in order.
+    Only entries whose shared-scope settings agree (data, model, optimizer, schedule: what a
+    branch shares with its parent) are paired: a seed means the same initialization and first
+    phase only there. Each metric cell is ``mean ± std [95% interval]`` of the seed-by-seed
+    difference, in points; ``pairs`` (indices into ``entries``) chooses the comparisons, default
+    every pair in order.
     """
     rows = []
     for i, j in pairs if pairs is not None else [(i, j) for i in range(len(entries)) for j in range(i + 1, len(entries))]:
         a, b = entries[j], entries[i]
+        if shared_key(a.runs[0]) != shared_key(b.runs[0]):
+            continue
         cells, seeds, wins = [], None, []
         for m in metrics:
             d = paired_difference(a, b, lambda r, m=m: summarize(r)[m] if r.eval is not None else None)
             cells.append(_ci(d))
-            seeds = seeds or d["seeds"]
+            seeds = d["seeds"] if seeds is None or len(d["seeds"]) < len(seeds) else seeds
             wins.append(f"{d['wins']}/{d['n']}")
         if seeds is not None and len(seeds) >= 2:
             rows.append([f"{a.label} − {b.label}", ", ".join(map(str, seeds)), *cells, " ".join(wins)])
@@ -251,9 +256,10 @@ def _results_section(page: _Page, entries: list[Replicates], rows: list[dict[str
         paired = paired_table(entries)
         if paired:
             page.add("", "## Paired differences",
-                     "", "Seed by seed (the same seed: the same subset, initialization and, for branched runs, "
-                     "the same first phase), in points: mean ± std [95% t-interval over the seeds]. Wins: "
-                     "seeds on which the first entry is ahead.")
+                     "", "Seed by seed, between configurations that share their data, model and schedule (the "
+                     "same seed: the same initialization and, for branched runs, the same first phase; the "
+                     "long-tailed subset is the same for every seed), in points: mean ± std [95% t-interval "
+                     "over the seeds]. Wins: seeds on which the first entry is ahead.")
             page.table(["Difference", "Seeds", *(HEADERS[m] for m in PAIRED_METRICS), "Wins"], paired, right_from=2)
     page.add("", METRIC_NOTE)
 

@@ -26,7 +26,7 @@ import yaml
 
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
 from purenoise.run_paths import REPORT_FILES, RunPaths
-from purenoise.schemes import DEFERRED_SCHEMES
+from purenoise.schemes import CLASS_AWARE_SAMPLINGS, DEFERRED_SCHEMES, SAMPLING_KINDS
 
 __all__ = [
     "Run",
@@ -52,7 +52,6 @@ MAIN_METRICS = ("top1", "balanced_acc", "many", "medium", "few", "minority_half"
 HEADERS = {"run": "Run", "method": "Method", "top1": "Top-1", "balanced_acc": "Bal. acc",
            "many": "Many", "medium": "Medium", "few": "Few", "minority_half": "Minority half",
            "ece": "ECE", "gmean": "G-mean", "top5": "Top-5"}
-PER_CLASS_TABLE_MAX = 30
 
 RunLike = Union["Run", str, os.PathLike]
 
@@ -87,7 +86,7 @@ class Run:
 
     @property
     def defer_epoch(self) -> int | None:
-        """0-based epoch from which sampling was class-balanced after instance sampling.
+        """0-based epoch from which sampling was class-aware after instance sampling.
 
         Read from the ``sampling`` field of metrics.jsonl when logged, else from the config for
         the deferred schemes (``drs``, ``open``). ``None`` when sampling never switched.
@@ -95,7 +94,7 @@ class Run:
         prev = None
         for m in self.metrics:
             s = m.get("sampling")
-            if s == "balanced" and prev == "instance":
+            if s in CLASS_AWARE_SAMPLINGS and prev == "instance":
                 return int(m["epoch"])
             prev = s if s is not None else prev
         if any(m.get("sampling") is not None for m in self.metrics):
@@ -141,8 +140,8 @@ def _read_metrics(path: Path, notes: list[str]) -> list[dict[str, Any]]:
         for k in EPOCH_NUMBER_KEYS:
             if rec.get(k) is not None and not _is_num(rec[k]):
                 raise DataError(f"{path}, line {no}: key {k!r} must be a number, got {rec[k]!r}")
-        if rec.get("sampling") not in (None, "instance", "balanced"):
-            raise DataError(f"{path}, line {no}: key 'sampling' must be 'instance' or 'balanced', "
+        if rec.get("sampling") not in (None, *SAMPLING_KINDS):
+            raise DataError(f"{path}, line {no}: key 'sampling' must be one of {list(SAMPLING_KINDS)}, "
                             f"got {rec['sampling']!r}")
         if ep in by_epoch:
             notes.append(f"metrics.jsonl: epoch {ep} logged twice (a resumed run?); kept line {no}")
@@ -281,7 +280,7 @@ def summarize(run: RunLike) -> dict[str, Any]:
         bal = float(np.mean([v for v in pca if v is not None]))
     return {
         "run": run.name, "method": run.method, "dataset": run.get("dataset"), "model": run.get("model"),
-        "seed": run.get("seed"), "epochs": run.epochs_done if ev.get("epoch") is None else int(ev["epoch"]) + 1,
+        "seed": run.get("seed"), "epochs": run.epochs_done if ev.get("epoch") is None else int(ev["epoch"]),  # epochs trained
         "status": run.status,
         "top1": ev.get("top1"), "top5": ev.get("top5"), "balanced_acc": bal,
         "many": ev.get("many"), "medium": ev.get("medium"), "few": ev.get("few"),

@@ -134,3 +134,29 @@ def test_resume_keeps_the_defer_diagnostic(write_config, tmp_path):
                  str(straight / "checkpoints" / "last.pt")]) == 0  # nothing left: evaluates again
     a, b = (json.loads((r / "eval.json").read_text()) for r in (straight, resumed))
     assert a["train_at_defer"] == b["train_at_defer"] and a["train_per_class_acc"] == b["train_per_class_acc"]
+
+
+def test_resume_after_the_defer_epoch_keeps_the_defer_diagnostic(write_config, tmp_path, monkeypatch):
+    """A run resumed from a checkpoint taken between the defer epoch and the end reports the
+    diagnostic measured at the defer epoch, which it did not pass again."""
+    import shutil
+
+    from purenoise.engine.trainer import Trainer
+
+    cfg = write_config(method="open", epochs=4, defer_epoch=1)
+    real = Trainer._save
+
+    def save(self, name, epoch, *args, **kwargs):
+        path = real(self, name, epoch, *args, **kwargs)
+        if name == "last.pt" and epoch == 3:
+            shutil.copy(path, tmp_path / "after_epoch_3.pt")
+        return path
+
+    monkeypatch.setattr(Trainer, "_save", save)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "-c", str(cfg), "-o", str(straight)]) == 0
+    monkeypatch.undo()
+    assert main(["train", "-c", str(cfg), "-o", str(resumed), "--resume", str(tmp_path / "after_epoch_3.pt")]) == 0
+    a, b = (json.loads((r / "eval.json").read_text()) for r in (straight, resumed))
+    assert b["train_at_defer"]["epoch"] == 1 and a["train_at_defer"] == b["train_at_defer"]
+    assert a["per_class_acc"] == b["per_class_acc"] and a["train_per_class_acc"] == b["train_per_class_acc"]

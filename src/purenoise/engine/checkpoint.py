@@ -122,6 +122,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise PureNoiseError(f"checkpoint {path} does not exist")
+    if not hasattr(torch.serialization, "safe_globals"):
+        raise PureNoiseError(f"loading {path} safely needs torch >= 2.6 (torch.serialization.safe_globals); "
+                             f"this is torch {torch.__version__}: upgrade it")
     try:
         with torch.serialization.safe_globals(_legacy_numpy_globals()):
             state = torch.load(path, map_location=map_location, weights_only=True)

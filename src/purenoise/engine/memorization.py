@@ -11,6 +11,10 @@ The diagnostic also records the model's "prior" on pure noise (the reproduction'
 predicted-class histogram of a fixed batch of noise images drawn as OPeN draws them. A network
 trained with OPeN learns to spread noise over the minority classes it was labelled with.
 
+It runs on rank 0 alone: in a multi-process run the other ranks wait for it in their next
+collective, so on a very large training set (ImageNet-LT) turn it off (``memorization: false``)
+rather than risk the process group's timeout.
+
 The diagnostic changes no training state: the model is evaluated in eval mode under ``no_grad``
 (running statistics untouched) and restored to its mode, the noise comes from a generator of its
 own seeded from the run's seed, and the data loader draws its base seed from a private generator,

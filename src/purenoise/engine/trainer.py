@@ -517,7 +517,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any] | None:
         metrics = self._evaluate()
-        train = self._memorization(self.cfg.epochs)
+        train = self._memorization(self.cfg.epochs) if metrics is not None else None
         if self.env.distributed:
             torch.distributed.barrier()
         if not self.is_main:
