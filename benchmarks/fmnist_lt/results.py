@@ -232,9 +232,8 @@ def write(runs: Path, out: Path) -> Path:
     lines = ["# Fashion-MNIST-LT: where pure noise pays off", "",
              f"Written by `benchmarks/fmnist_lt/results.py` from the run folders in "
              f"`benchmarks/fmnist_lt/runs/` on {time.strftime('%Y-%m-%d')}; every number below comes from a "
-             "script. Regenerate with `python benchmarks/fmnist_lt/study.py --plan regime && python "
-             "benchmarks/fmnist_lt/select_cell.py && python benchmarks/fmnist_lt/study.py --plan main-cell "
-             "&& python benchmarks/fmnist_lt/results.py`.", "",
+             "script. Regenerate with `python benchmarks/fmnist_lt/study.py` (all plans, resumable; it runs "
+             "`select_cell.py` on the way) and `python benchmarks/fmnist_lt/results.py`.", "",
              "## In short", ""]
     status = (f"**The study is not finished: {done} of {len(s.planned)} planned runs are done**, so what "
               "follows is provisional." if done < len(s.planned) else f"All {done} planned runs are done.")

@@ -15,13 +15,16 @@ phase is trained once. Plans, each a list of runs, parents before their branches
   ``select_cell.py`` from the ERM runs' memorization alone, before any OPeN result is read.
 - ``wide``: the x4-wide cell (``fmnist_lt_r100_n1000_w4``), seeds 0-2, when time allows.
 - ``short``: the 30-epoch study of ratios 100 and 50 with its ablations (the earlier study).
+- ``all``: the whole study in the order that lets the choice be made: ``regime``, then
+  ``select_cell.py``; ``wide`` if no cheaper cell memorizes (and ``select_cell.py`` again); then
+  ``main-cell``. One command for a study that spans sessions.
 
 Finished runs (with an eval.json) are skipped and interrupted ones resume, so a study can be
 stopped and restarted at any time, in parts and across sessions. Each run is its own process,
 running the purenoise of the checkout this file is in; its command and wall time go to
 ``study_log.jsonl``. ``results.py`` writes RESULTS.md from the run folders.
 
-    python benchmarks/fmnist_lt/study.py --plan regime
+    python benchmarks/fmnist_lt/study.py              # every plan, in order (--plan NAME for one)
 """
 from __future__ import annotations
 
@@ -182,9 +185,41 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
+def run_all(runs: Path, extra: tuple[str, ...]) -> int:
+    """``regime``, the choice of the main cell, ``wide`` when the choice needs it, ``main-cell``."""
+    import select_cell
+
+    train_plan("regime", runs, extra)
+    select_cell.main(["--runs", str(runs)])
+    if main_cell(runs) is None:
+        train_plan("wide", runs, extra)
+        select_cell.main(["--runs", str(runs)])
+    if main_cell(runs) is None:
+        print("no cell memorizes by the rule: the main cell stays unchosen", flush=True)
+        return 0
+    train_plan("main-cell", runs, extra)
+    return 0
+
+
+def train_plan(name: str, runs: Path, extra: tuple[str, ...]) -> float:
+    """Train the unfinished runs of a plan; returns the seconds spent."""
+    specs = plan(name, runs)
+    todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
+    print(f"plan {name}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    total = 0.0
+    for i, spec in enumerate(todo, 1):
+        if RunPaths(spec.folder(runs)).eval.exists():  # trained meanwhile as another run's parent
+            continue
+        print(f"[{i}/{len(todo)}]", end="", flush=True)
+        total += run_one(spec, runs, extra, runs / "study_log.jsonl")
+    print(f"\n{len(todo)} runs trained in {total / 60:.1f} min", flush=True)
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--plan", default="regime")
+    ap.add_argument("--plan", default="all")
     ap.add_argument("--runs", default=str(RUNS), help="folder of the run folders")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
@@ -194,21 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--set changes the runs, so they are not the study's: give them their own --runs folder")
     runs = Path(args.runs).resolve()
     extra = tuple(x for kv in args.set for x in ("--set", kv))
-    specs = plan(args.plan, runs)
-    todo = [s for s in specs if not (s.folder(runs) / "eval.json").exists()]
-    print(f"plan {args.plan}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
     if args.dry_run:
-        for s in todo:
-            print(" ".join(shlex.quote(a) for a in s.command(runs, extra)))
+        names = ("regime", "wide", "main-cell") if args.plan == "all" else (args.plan,)
+        for name in names:
+            for s in plan(name, runs):
+                if not RunPaths(s.folder(runs)).eval.exists():
+                    print(" ".join(shlex.quote(a) for a in s.command(runs, extra)))
         return 0
-    runs.mkdir(parents=True, exist_ok=True)
-    total = 0.0
-    for i, spec in enumerate(todo, 1):
-        if (spec.folder(runs) / "eval.json").exists():  # trained meanwhile as another run's parent
-            continue
-        print(f"[{i}/{len(todo)}]", end="", flush=True)
-        total += run_one(spec, runs, extra, runs / "study_log.jsonl")
-    print(f"\n{len(todo)} runs trained in {total / 60:.1f} min", flush=True)
+    if args.plan == "all":
+        return run_all(runs, extra)
+    train_plan(args.plan, runs, extra)
     return 0
 
 
