@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = Path(study.REPO, args.runs)
     print(f"main cell: {cell}" + ("" if study.main_cell(study.RUNS) else
                                   " (the regime study has not chosen its main cell yet)"), flush=True)
-    code = study.main(["--plan", "demo", "--runs", str(runs_dir), *[x for kv in extra for x in ("--set", kv)]])
+    code = study.main(["--plan", "demo", "--runs", str(runs_dir), "--progress",
+                       *[x for kv in extra for x in ("--set", kv)]])
     if code:
         return code
     from purenoise.report import make_report

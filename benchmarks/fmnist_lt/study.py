@@ -74,7 +74,7 @@ class RunSpec:
     def command(self, runs: Path, extra: tuple[str, ...] = ()) -> list[str]:
         cmd = ["purenoise", "train", "--config", f"configs/{self.setting}/{self.method}.yaml",
                "--set", f"seed={self.seed}", "--set", f"name={self.setting}_{self.name}",
-               "--set", "progress=false", "--out", str(self.folder(runs))]
+               "--out", str(self.folder(runs))]
         if self.parent:
             cmd += ["--init-from", str(runs / self.setting / f"{self.parent}_s{self.seed}")]
         return cmd + list(extra)
@@ -224,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
+    ap.add_argument("--progress", action="store_true",
+                    help="show each run's progress bars and epoch lines (the study's runs are quiet)")
     args = ap.parse_args(argv)
     if args.set and Path(args.runs).resolve() == RUNS.resolve():
         raise SystemExit("--set changes the runs, so they are not the study's: give them their own --runs folder")
     runs = Path(args.runs).resolve()
     extra = tuple(x for kv in args.set for x in ("--set", kv))
+    if not args.progress:
+        extra += ("--set", "progress=false")
     if args.dry_run:
         names = ("regime", "wide", "main-cell") if args.plan == "all" else (args.plan,)
         for name in names:
