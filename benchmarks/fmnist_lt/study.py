@@ -130,17 +130,22 @@ def plan(name: str, runs: Path = RUNS) -> list[RunSpec]:
     return [r for r in specs if not (r in seen or seen.add(r))]
 
 
-def _env() -> dict[str, str]:
-    """The environment of a run: this checkout's purenoise first on the path."""
+def _env(share_cpu: bool) -> dict[str, str]:
+    """The environment of a run: this checkout's purenoise first on the path.
+
+    ``share_cpu``: idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``).
+    A study runs for hours next to other work, and on a busy 2-core machine the spinning threads
+    of two processes slow each other down up to tenfold; alone on the machine (the demo), the
+    default policy was faster. The results are the same to the bit either way.
+    """
     env = dict(os.environ)
-    # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads of
-    # two processes slow each other down up to tenfold. The results are the same to the bit.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if share_cpu:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     return env
 
 
-def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> float:
+def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path, share_cpu: bool = True) -> float:
     """Train one run in its own process (resuming it if it was interrupted); returns seconds."""
     out = spec.folder(runs)
     argv = spec.command(runs, extra)[1:]
@@ -156,11 +161,11 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path) -> flo
             # The parent's light files came from git without its checkpoints: retrain it first.
             print(f"\n{parent.folder(runs)} has no branch checkpoint: training it again", flush=True)
             RunPaths(parent.folder(runs)).eval.unlink(missing_ok=True)
-            run_one(parent, runs, extra, log)
+            run_one(parent, runs, extra, log, share_cpu)
     print(f"\n=== {spec.setting}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
           flush=True)
     t0 = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env())
+    code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env(share_cpu))
     seconds = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"run {out} failed with exit code {code}")
@@ -201,7 +206,7 @@ def run_all(runs: Path, extra: tuple[str, ...]) -> int:
     return 0
 
 
-def train_plan(name: str, runs: Path, extra: tuple[str, ...]) -> float:
+def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True) -> float:
     """Train the unfinished runs of a plan; returns the seconds spent."""
     specs = plan(name, runs)
     todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
@@ -212,7 +217,7 @@ def train_plan(name: str, runs: Path, extra: tuple[str, ...]) -> float:
         if RunPaths(spec.folder(runs)).eval.exists():  # trained meanwhile as another run's parent
             continue
         print(f"[{i}/{len(todo)}]", end="", flush=True)
-        total += run_one(spec, runs, extra, runs / "study_log.jsonl")
+        total += run_one(spec, runs, extra, runs / "study_log.jsonl", share_cpu)
     print(f"\n{len(todo)} runs trained in {total / 60:.1f} min", flush=True)
     return total
 
@@ -225,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("--progress", action="store_true",
-                    help="show each run's progress bars and epoch lines (the study's runs are quiet)")
+                    help="show each run's progress bars and epoch lines, and let idle threads spin (an "
+                         "interactive job alone on the machine; the study's runs are quiet and share it)")
     args = ap.parse_args(argv)
     if args.set and Path(args.runs).resolve() == RUNS.resolve():
         raise SystemExit("--set changes the runs, so they are not the study's: give them their own --runs folder")
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.plan == "all":
         return run_all(runs, extra)
-    train_plan(args.plan, runs, extra)
+    train_plan(args.plan, runs, extra, share_cpu=not args.progress)
     return 0
 
 
