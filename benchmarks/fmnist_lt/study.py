@@ -116,7 +116,8 @@ def plan(name: str, runs: Path = RUNS) -> list[RunSpec]:
         if cell is None:
             print(f"main-cell: no main cell chosen yet ({runs / MAIN_CELL_FILE}); nothing to do")
             return []
-        specs = cell_runs(cell, MAIN_SEEDS) + cell_runs(cell, MAIN_SEEDS, ("erm", *ABLATION))
+        # The ablation first: its runs branch from ERM runs the regime plan has already trained.
+        specs = cell_runs(cell, MAIN_SEEDS, ("erm", *ABLATION)) + cell_runs(cell, MAIN_SEEDS)
     elif name == "wide":
         specs = cell_runs(WIDE_CELL)
     elif name == "short":
