@@ -17,7 +17,6 @@ Data: Debian's dataset-fashion-mnist package when installed, else torchvision's 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ def study_range(cell: str, runs: Path = study.RUNS) -> list[str]:
     """Lines with the study's mean ± std per method of ``cell`` and the paired OPeN − DRS interval."""
     from purenoise.replicates import Replicates, paired_difference
     from purenoise.runs import load_run, summarize
+    from purenoise.tables import interval, mean_std_of
 
     groups = {}
     for m in ("erm", "drs", "open"):
@@ -44,14 +44,13 @@ def study_range(cell: str, runs: Path = study.RUNS) -> list[str]:
         return [f"The study has no finished run of {cell} yet to compare with."]
     lines = [f"The study's runs of the same cell ({runs.relative_to(study.REPO)}/{cell}), top-1 %:"]
     for m, g in groups.items():
-        tops = [100 * summarize(r)["top1"] for r in g.runs]
-        spread = f" ± {statistics.stdev(tops):.2f}" if len(tops) > 1 else ""
-        lines.append(f"  {m:5s} {statistics.fmean(tops):6.2f}{spread}  (seeds {', '.join(map(str, g.seeds))})")
+        tops = mean_std_of([summarize(r)["top1"] for r in g.runs])
+        lines.append(f"  {m:5s} {tops:>14s}  (seeds {', '.join(map(str, g.seeds))})")
     if "open" in groups and "drs" in groups:
         d = paired_difference(groups["open"], groups["drs"], lambda r: summarize(r)["top1"])
         if d["lo"] is not None:
-            lines.append(f"  OPeN - DRS, paired by seed: {100 * d['mean']:+.2f} points, 95% interval "
-                         f"[{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}] over {d['n']} seeds")
+            lines.append(f"  OPeN - DRS, paired by seed, points (mean ± std [95% interval]): {interval(d)} "
+                         f"over {d['n']} seeds")
     return lines
 
 

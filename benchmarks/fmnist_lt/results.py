@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study  # noqa: E402
+from purenoise.tables import interval, markdown_table, mean_std_of, verdict  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHOD_ORDER = ("erm", "rs", "drs", "open")
@@ -34,7 +35,7 @@ CELL_TITLES = {
     "fmnist_lt_r100_long": "n_max 6000 (full LT set), widths x1, 200 epochs",
     "fmnist_lt_r100": "n_max 6000, widths x1, 30 epochs (the short reference)",
 }
-DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"))
+DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"), ("open", "rs"))
 CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"))
 # The paper's and the reproduction's top-1 (%), WRN-28-10 (docs/method.md, section 4), to compare with.
 PAPER = [
@@ -62,6 +63,11 @@ class Study:
         self.groups: dict[tuple[str, str], Replicates] = {}
         planned = [s for name in ("regime", "main-cell", "wide") for s in study.plan(name, runs)]
         self.planned = list(dict.fromkeys(planned))
+        # The x4 cell is trained only when no cheaper cell memorizes (study.run_all): optional once
+        # a main cell is chosen, required before.
+        self.main = json.loads((runs / study.MAIN_CELL_FILE).read_text()) if (runs / study.MAIN_CELL_FILE).exists() else None
+        optional = {study.WIDE_CELL} if self.main else set()
+        self.required = [s for s in self.planned if s.setting not in optional]
         for spec in self.planned:
             folder = spec.folder(runs)
             if (folder / "eval.json").exists():
@@ -74,8 +80,6 @@ class Study:
         if log.exists():
             entries = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
             self.log = list({e["run"]: e for e in entries}.values())  # a rerun counts once
-        main = runs / study.MAIN_CELL_FILE
-        self.main = json.loads(main.read_text()) if main.exists() else None
 
     def get(self, cell: str, method: str):
         return self.groups.get((cell, method))
@@ -106,13 +110,6 @@ def _values(group, key: str) -> list[float]:
     return [v for v in (metric(r, key) for r in group.runs) if v is not None] if group else []
 
 
-def _pm(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = 100 * statistics.fmean(values)
-    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
-
-
 def _paired(a, b, key: str = "top1") -> dict | None:
     from purenoise.replicates import paired_difference
 
@@ -121,36 +118,13 @@ def _paired(a, b, key: str = "top1") -> dict | None:
     return paired_difference(a, b, lambda r: metric(r, key))
 
 
-def _ci(d: dict | None) -> str:
-    if d is None or d["mean"] is None:
-        return "-"
-    if d["lo"] is None:
-        return f"{100 * d['mean']:+.2f} (1 seed)"
-    return f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
-
-
-def _verdict(d: dict | None) -> str:
-    if d is None or d["n"] < 2:
-        return "too few paired seeds yet"
-    if d["lo"] > 0:
-        return f"**holds**: interval above 0 ({d['n']} seeds)"
-    if d["hi"] < 0:
-        return f"**reversed**: interval below 0 ({d['n']} seeds)"
-    return f"not resolved: interval contains 0 ({d['n']} seeds)"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    return out + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _method_rows(s: Study, cell: str, methods) -> list[list[str]]:
     rows = []
     for m in methods:
         g = s.get(cell, m)
         if g is None:
             continue
-        rows.append([LABELS.get(m, m), str(len(g.runs)), *(_pm(_values(g, k)) for k in
+        rows.append([LABELS.get(m, m), str(len(g.runs)), *(mean_std_of(_values(g, k)) for k in
                      ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half"))])
     return rows
 
@@ -168,18 +142,39 @@ def _cell_section(s: Study, cell: str) -> list[str]:
     rows = _method_rows(s, cell, METHOD_ORDER)
     if not rows:
         return lines + ["No run finished yet.", ""]
-    lines += _table(METHOD_HEAD, rows)
-    diffs = [[f"{LABELS[a]} − {LABELS[b]}", *(_ci(_paired(s.get(cell, a), s.get(cell, b), k))
+    lines += markdown_table(METHOD_HEAD, rows)
+    diffs = [[f"{LABELS[a]} − {LABELS[b]}", *(interval(_paired(s.get(cell, a), s.get(cell, b), k))
                                              for k in ("top1", "minority_half")),
               (lambda d: "-" if d is None else f"{d['wins']}/{d['n']}")(_paired(s.get(cell, a), s.get(cell, b)))]
              for a, b in DIFFS]
     lines += ["", "Paired differences (points; mean ± std [95% t-interval] over shared seeds):", ""]
-    lines += _table(["Difference", "Top-1", "Minority half", "Seeds ahead"], diffs)
+    lines += markdown_table(["Difference", "Top-1", "Minority half", "Seeds ahead"], diffs)
     lines += ["", "The paper's orderings, tested on paired top-1:", ""]
-    lines += _table(["Claim", "Paired difference", "Verdict"],
-                    [[f"{LABELS[a]} > {LABELS[b]}", _ci(_paired(s.get(cell, a), s.get(cell, b))),
-                      _verdict(_paired(s.get(cell, a), s.get(cell, b)))] for a, b in CLAIMS])
+    lines += markdown_table(["Claim", "Paired difference", "Verdict"],
+                    [[f"{LABELS[a]} > {LABELS[b]}", interval(_paired(s.get(cell, a), s.get(cell, b))),
+                      verdict(_paired(s.get(cell, a), s.get(cell, b)))] for a, b in CLAIMS])
     return lines + [""]
+
+
+def _claims_overview(s: Study) -> list[str]:
+    """The paper's orderings, one row each, one column per cell with paired runs: which way they fall."""
+    cells = [c for c in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL) if s.get(c, "erm")]
+    if not cells:
+        return []
+
+    def short(d) -> str:
+        if d is None or d["n"] < 2:
+            return "-"
+        word = "holds" if d["lo"] > 0 else "reversed" if d["hi"] < 0 else "unresolved"
+        return f"{word} ({100 * d['mean']:+.2f})"
+
+    claims = [*CLAIMS, ("open", "rs")]
+    rows = [[f"{LABELS[a]} > {LABELS[b]}" + ("" if (a, b) in CLAIMS else " (not a claim of the paper)"),
+             *(short(_paired(s.get(c, a), s.get(c, b))) for c in cells)] for a, b in claims]
+    return (["Each ordering tested on paired top-1 in every cell: it **holds** when the 95% interval of the "
+             "difference (in brackets: its mean, points) lies above 0, is **reversed** when it lies below 0, "
+             "and is unresolved otherwise.", ""]
+            + markdown_table(["Ordering", *(f"`{c}`" for c in cells)], rows) + [""])
 
 
 def _headline_points(s: Study) -> list[tuple]:
@@ -210,7 +205,7 @@ def _selection(s: Study) -> list[str]:
                                                             for a in c["erm_train_top1"]),
              "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
              {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in choice["cells"]]
-    lines += _table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2 (%)", "Mean", "≥ 99%?"], rows)
+    lines += markdown_table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2 (%)", "Mean", "≥ 99%?"], rows)
     if s.main is None:
         return lines + ["", "**Not chosen yet**: the cheapest cells are not all decided (their ERM runs are "
                         "not finished). `python benchmarks/fmnist_lt/select_cell.py` writes the choice once "
@@ -223,7 +218,7 @@ def write(runs: Path, out: Path) -> Path:
     from purenoise.fileio import atomic_write_text
 
     s = Study(runs)
-    done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.planned)
+    done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.required)
     total_s = sum(e["seconds"] for e in s.log)
     pts = _headline_points(s)
     ahead = [p[0] for p in pts if p[3] > 0]
@@ -233,12 +228,17 @@ def write(runs: Path, out: Path) -> Path:
              "script. Regenerate with `python benchmarks/fmnist_lt/study.py` (all plans, resumable; it runs "
              "`select_cell.py` on the way) and `python benchmarks/fmnist_lt/results.py`.", "",
              "## In short", ""]
-    status = (f"**The study is not finished: {done} of {len(s.planned)} planned runs are done**, so what "
-              "follows is provisional." if done < len(s.planned) else f"All {done} planned runs are done.")
+    status = (f"**The study is not finished: {done} of {len(s.required)} required runs are done**, so what "
+              "follows is provisional." if done < len(s.required) else f"All {done} required runs are done.")
+    if len(s.planned) > len(s.required):
+        wide = [x for x in s.planned if x not in s.required]
+        status += (f" The optional x4 cell (trained only if no cheaper cell memorizes) has "
+                   f"{sum((x.folder(runs) / 'eval.json').exists() for x in wide)} of {len(wide)} runs.")
     lines.append(status)
     if pts:
         lines.append("OPeN − DRS (top-1, paired) is ahead beyond its 95% interval in: "
                      + (", ".join(f"`{c}`" for c in ahead) if ahead else "**no cell so far**") + ".")
+    lines += ["", *_claims_overview(s)]
     lines += ["", "## Set-up", "",
               "- **Data**: Fashion-MNIST (Debian's `dataset-fashion-mnist`), long-tailed with the LDAM-DRW rule "
               "(ratio 100, exponential profile); the test set is the balanced 10,000 images, so top-1 equals "
@@ -265,7 +265,7 @@ def write(runs: Path, out: Path) -> Path:
             "training accuracy of the minority half at the end of the DRS run (%)",
             "OPeN − DRS, top-1 (points, 95% interval)", "Where pure noise pays off")
         lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", ""]
-        lines += _table(["Cell", "DRS train minority half (%)", "OPeN − DRS (points)", "95% interval"],
+        lines += markdown_table(["Cell", "DRS train minority half (%)", "OPeN − DRS (points)", "95% interval"],
                         [[f"`{c}`", f"{x:.2f}", f"{y:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"] for c, x, y, lo, hi in pts])
         lines.append("")
     else:
@@ -278,11 +278,11 @@ def write(runs: Path, out: Path) -> Path:
         lines += [f"## BN ablation and delta in the main cell (`{cell}`)", ""]
         rows = _method_rows(s, cell, ("open_bn_standard", "open_bn_aux", "open", "open_features",
                                       "open_delta_1of6", "open_delta_3of6"))
-        lines += _table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
+        lines += markdown_table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
         lines += ["", "OPeN is DAR-BN with noise_grad classifier and delta 2/6 (the paper's code). Paired against it:", ""]
-        lines += _table(["Variant − OPeN", "Top-1", "Minority half"],
-                        [[LABELS[m], _ci(_paired(s.get(cell, m), s.get(cell, "open"))),
-                          _ci(_paired(s.get(cell, m), s.get(cell, "open"), "minority_half"))]
+        lines += markdown_table(["Variant − OPeN", "Top-1", "Minority half"],
+                        [[LABELS[m], interval(_paired(s.get(cell, m), s.get(cell, "open"))),
+                          interval(_paired(s.get(cell, m), s.get(cell, "open"), "minority_half"))]
                          for m in ("open_bn_standard", "open_bn_aux", "open_features", "open_delta_1of6",
                                    "open_delta_3of6")])
         lines.append("")
@@ -293,9 +293,9 @@ def write(runs: Path, out: Path) -> Path:
               "100 training images per class, widths x2, 200 epochs: `noise_aug` (one noise image per four "
               "natural ones, DAR-BN) against plain ERM.", ""]
     rows = _method_rows(s, cell, ("erm", "noise_aug"))
-    lines += _table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
-    lines += ["", "noise_aug − ERM, top-1 paired: " + _ci(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm")))
-              + "; " + _verdict(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm"))) + ".", ""]
+    lines += markdown_table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
+    lines += ["", "noise_aug − ERM, top-1 paired: " + interval(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm")))
+              + "; " + verdict(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm"))) + ".", ""]
     lines += _gpu_section()
     return atomic_write_text(out, "\n".join(lines) + "\n")
 
@@ -350,7 +350,7 @@ def _gpu_section() -> list[str]:
               "```", "",
               "3. Compare with the published numbers (top-1 %, balanced test sets, WRN-28-10):", ""]
     rows = [[name, *["-" if v is None else f"{v:.2f}" for v in vals], src] for name, *vals, src in PAPER]
-    lines += _table(["Setting", "ERM", "RS", "DRS", "OPeN", "Source"], rows)
+    lines += markdown_table(["Setting", "ERM", "RS", "DRS", "OPeN", "Source"], rows)
     lines += ["", "BN ablation (OPeN, ratio 100): " + "; ".join(
         f"{n}: standard {a:.2f}, aux {b:.2f}, DAR-BN {c:.2f}" for n, a, b, c in PAPER_BN) +
         ". Reproduction's delta sweep (CIFAR-10-LT 100): " +

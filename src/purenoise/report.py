@@ -28,7 +28,8 @@ import numpy as np
 from purenoise import plots
 from purenoise.fileio import atomic_write_text
 from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference, shared_key
-from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, pct, run_labels, summarize
+from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, run_labels, summarize
+from purenoise.tables import interval, markdown_table, mean_std, pct
 
 __all__ = ["make_report", "report_entries", "paired_table"]
 
@@ -59,19 +60,6 @@ def _mean_std(entry: Replicates, metric: str) -> tuple[float | None, float | Non
     return (m[0], s[0]) if m else (None, None)
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    return pct(mean) + ("" if std is None else f" ± {100 * std:.2f}")
-
-
-def _ci(d: dict[str, Any]) -> str:
-    if d["mean"] is None:
-        return "-"
-    s = f"{100 * d['mean']:+.2f}"
-    if d["std"] is not None:
-        s += f" ± {100 * d['std']:.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
-    return s
-
-
 def paired_table(entries: Sequence[Replicates], metrics: Sequence[str] = PAIRED_METRICS,
                  pairs: Sequence[tuple[int, int]] | None = None) -> list[list[str]]:
     """Rows ``later − earlier`` for entries that share at least two seeds and their first phase.
@@ -90,7 +78,7 @@ def paired_table(entries: Sequence[Replicates], metrics: Sequence[str] = PAIRED_
         cells, seeds, wins = [], None, []
         for m in metrics:
             d = paired_difference(a, b, lambda r, m=m: summarize(r)[m] if r.eval is not None else None)
-            cells.append(_ci(d))
+            cells.append(interval(d))
             seeds = d["seeds"] if seeds is None or len(d["seeds"]) < len(seeds) else seeds
             wins.append(f"{d['wins']}/{d['n']}")
         if seeds is not None and len(seeds) >= 2:
@@ -101,13 +89,6 @@ def paired_table(entries: Sequence[Replicates], metrics: Sequence[str] = PAIRED_
 # ----------------------------------------------------------------------------------- writing
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "run"
-
-
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int = 1) -> list[str]:
-    esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    align = ["---" if i < right_from else "---:" for i in range(len(head))]
-    return ["| " + " | ".join(map(esc, head)) + " |", "|" + "|".join(align) + "|"] + [
-        "| " + " | ".join(map(esc, r)) + " |" for r in rows]
 
 
 def _group_labels(counts: Sequence[int] | None, g: int) -> list[str]:
@@ -141,7 +122,7 @@ class _Page:
         self.md.extend(lines)
 
     def table(self, head: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int = 1) -> None:
-        self.md += [""] + _md_table(head, rows, right_from)
+        self.md += [""] + markdown_table(head, rows, right_from)
 
     def figure(self, alt: str, path: Path | None, caption: str = "") -> None:
         if path is not None:
@@ -178,7 +159,7 @@ def _per_class_sections(page: _Page, entries: list[Replicates], ref: dict[str, A
     order = np.argsort(-np.asarray(counts), kind="stable")
     if n <= PER_CLASS_TABLE_MAX:
         page.table(["Class", "Train images", *accs],
-                   [[names[i] if names else i, counts[i], *(_pm(accs[k][i], errs[k][i]) for k in accs)]
+                   [[names[i] if names else i, counts[i], *(mean_std(accs[k][i], errs[k][i]) for k in accs)]
                     for i in order])
     g5, g5e = _per_class(entries, "groups5", max((len(r.eval.get("groups5") or ()) for e in entries
                                                   for r in e.runs if r.eval), default=0))
@@ -189,7 +170,7 @@ def _per_class_sections(page: _Page, entries: list[Replicates], ref: dict[str, A
                                                           errors=g5e if seeds else None),
                     "The classes split into 5 equal groups by training count, G1 the most frequent.")
         page.table(["Run", *(g.replace("\n", " ") for g in glabels)],
-                   [[lab, *(_pm(m, s) for m, s in zip(vals, g5e[lab]))] for lab, vals in g5.items()])
+                   [[lab, *(mean_std(m, s) for m, s in zip(vals, g5e[lab]))] for lab, vals in g5.items()])
     train, train_err = _per_class(entries, "train_per_class_acc", n)
     if train:
         page.add("", "## Training against test accuracy per class",
@@ -202,7 +183,7 @@ def _per_class_sections(page: _Page, entries: list[Replicates], ref: dict[str, A
         if n <= PER_CLASS_TABLE_MAX:
             page.table(["Class", "Train images", *(f"{k}: train / test" for k in train)],
                        [[names[i] if names else i, counts[i],
-                         *(f"{_pm(train[k][i], train_err[k][i])} / {_pm(accs.get(k, [None] * n)[i], errs.get(k, [None] * n)[i])}"
+                         *(f"{mean_std(train[k][i], train_err[k][i])} / {mean_std(accs.get(k, [None] * n)[i], errs.get(k, [None] * n)[i])}"
                            for k in train)] for i in order])
 
 
@@ -252,7 +233,7 @@ def _results_section(page: _Page, entries: list[Replicates], rows: list[dict[str
         page.add("", "One row per configuration: mean ± standard deviation over its seeds (sample std, ddof 1).")
         page.table(["Configuration", "Method", "Seeds", *(HEADERS[m] + " (%)" for m in MAIN_METRICS)],
                    [[e.label, e.method, ", ".join(str(r.config.get("seed", "?")) for r in e.runs if r.eval is not None),
-                     *(_pm(*_mean_std(e, m)) for m in MAIN_METRICS)] for e in entries], right_from=3)
+                     *(mean_std(*_mean_std(e, m)) for m in MAIN_METRICS)] for e in entries], right_from=3)
         paired = paired_table(entries)
         if paired:
             page.add("", "## Paired differences",

@@ -27,6 +27,7 @@ import yaml
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
 from purenoise.run_paths import REPORT_FILES, RunPaths
 from purenoise.schemes import CLASS_AWARE_SAMPLINGS, DEFERRED_SCHEMES, SAMPLING_KINDS
+from purenoise.tables import markdown_table, mean_std, pct
 
 __all__ = [
     "Run",
@@ -40,7 +41,6 @@ __all__ = [
     "HEADERS",
     "RunLike",
     "load_runs",
-    "pct",
     "run_labels",
 ]
 
@@ -290,10 +290,6 @@ def summarize(run: RunLike) -> dict[str, Any]:
     }
 
 
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}"
-
-
 def run_labels(runs: Sequence[Run]) -> list[str]:
     """Run names, made unique with the folder name (then a counter) where they clash."""
     names = [r.name for r in runs]
@@ -350,11 +346,6 @@ def format_aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("metho
                      metrics: Sequence[str] = MAIN_METRICS) -> str:
     """A Markdown table of :func:`aggregate` rows: ``mean ± std`` in % with 2 decimals."""
     head = [*by, "n", *(HEADERS.get(m, m) for m in metrics)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (len(by) + 1) + ["---:"] * len(metrics)) + "|"]
-    for row in rows:
-        cells = [str(row[k]) for k in by] + [str(row["n"])]
-        for m in metrics:
-            mu, sd = row[f"{m}_mean"], row[f"{m}_std"]
-            cells.append("-" if mu is None else pct(mu) + ("" if sd is None else f" ± {100 * sd:.2f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [[*(row[k] for k in by), row["n"], *(mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics)]
+             for row in rows]
+    return "\n".join(markdown_table(head, cells, right_from=len(by) + 1))
