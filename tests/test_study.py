@@ -106,3 +106,32 @@ def test_results_from_run_folders(study_modules, tmp_path):
     assert "## The headline: OPeN − DRS against memorization" in md and "figures/open_minus_drs.png" in md
     assert (tmp_path / "figures" / "open_minus_drs.png").stat().st_size > 0
     assert "| OPeN > DRS |" in md and "## The paper's benchmarks on a GPU machine" in md
+
+
+def test_results_overview_states_each_ordering(study_modules, tmp_path):
+    """Orderings built to hold, to reverse and to stay unresolved appear as such in "In short"."""
+    _, study, results, _ = study_modules
+    cell = study.REGIME_CELLS[0]
+    shifts = {"erm": (0.1, 0.1, 0.1), "drs": (0.0, 0.0, 0.0), "open": (0.0, 0.0, 0.0),
+              "rs": (0.15, -0.05, 0.10)}  # OPeN − RS: about -7, +13, -2 points
+    for m, per_seed in shifts.items():
+        for seed, shift in enumerate(per_seed):
+            _write_run(tmp_path, cell, m, seed, shift)
+    md = results.write(tmp_path, tmp_path / "RESULTS.md").read_text()
+    row = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.split("## Set-up")[0].splitlines()
+           if line.startswith("| ") and not line.startswith("| Ordering")}
+    assert row["OPeN > DRS"].startswith("holds (+")
+    assert row["DRS > ERM"].startswith("reversed (-")
+    assert row["OPeN > RS (not a claim of the paper)"].startswith("not resolved (")
+    assert "- : fewer than two paired seeds" in md
+
+
+def test_results_count_the_x4_cell_as_required_when_it_is_the_main_cell(study_modules, tmp_path):
+    _, study, results, _ = study_modules
+    (tmp_path / study.MAIN_CELL_FILE).write_text(json.dumps({"cell": study.WIDE_CELL}))
+    s = results.Study(tmp_path)
+    assert len(s.required) == len(s.planned) and any(r.setting == study.WIDE_CELL for r in s.required)
+    (tmp_path / study.MAIN_CELL_FILE).write_text(json.dumps({"cell": study.REGIME_CELLS[1]}))
+    s = results.Study(tmp_path)
+    assert not any(r.setting == study.WIDE_CELL for r in s.required)
+    assert len(s.planned) - len(s.required) == len(study.plan("wide", tmp_path))

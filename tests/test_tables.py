@@ -1,6 +1,6 @@
 """The text of result numbers (purenoise.tables): one format for the CLI, the report and RESULTS.md."""
 from purenoise.replicates import Replicates, mean_interval, paired_difference
-from purenoise.tables import interval, markdown_table, mean_std, mean_std_of, pct, verdict
+from purenoise.tables import interval, markdown_table, mean_std, mean_std_of, pct, verdict, verdict_word
 
 
 def test_percent_and_mean_std():
@@ -12,6 +12,7 @@ def test_percent_and_mean_std():
     assert mean_std_of([0.80, 0.82, 0.84]) == "82.00 ± 2.00"
     assert mean_std_of([0.80]) == "80.00"
     assert mean_std_of([]) == "-"
+    assert mean_std_of([0.80, float("nan"), None, 0.84]) == "82.00 ± 2.83"  # skipped, as in the intervals
 
 
 def test_interval_text_matches_the_statistics():
@@ -28,6 +29,8 @@ def test_verdict_follows_the_interval():
     assert verdict(mean_interval([0.01, -0.01, 0.002])).startswith("not resolved")
     assert verdict(mean_interval([0.05])) == "too few paired seeds yet"
     assert verdict(None) == "too few paired seeds yet"
+    assert [verdict_word(mean_interval(v)) for v in ([0.01, 0.012, 0.011], [-0.01, -0.012, -0.011], [0.01, -0.011, 0.001], [0.2])] == [
+        "holds", "reversed", "not resolved", None]
 
 
 def test_verdict_of_a_paired_difference_uses_only_shared_seeds():
@@ -41,3 +44,4 @@ def test_verdict_of_a_paired_difference_uses_only_shared_seeds():
 def test_markdown_table_aligns_and_escapes():
     lines = markdown_table(["Run", "n", "Top-1"], [["a|b", 3, "82.47"]], right_from=2)
     assert lines == ["| Run | n | Top-1 |", "|---|---|---:|", "| a\\|b | 3 | 82.47 |"]
+    assert markdown_table(["Run", "Top-1"], [])[1] == "|---|---:|"  # default: numbers from column 2

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study  # noqa: E402
-from purenoise.tables import interval, markdown_table, mean_std_of, verdict  # noqa: E402
+from purenoise.tables import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHOD_ORDER = ("erm", "rs", "drs", "open")
@@ -66,7 +66,7 @@ class Study:
         # The x4 cell is trained only when no cheaper cell memorizes (study.run_all): optional once
         # a main cell is chosen, required before.
         self.main = json.loads((runs / study.MAIN_CELL_FILE).read_text()) if (runs / study.MAIN_CELL_FILE).exists() else None
-        optional = {study.WIDE_CELL} if self.main else set()
+        optional = {study.WIDE_CELL} if self.main and self.main["cell"] != study.WIDE_CELL else set()
         self.required = [s for s in self.planned if s.setting not in optional]
         for spec in self.planned:
             folder = spec.folder(runs)
@@ -158,33 +158,33 @@ def _cell_section(s: Study, cell: str) -> list[str]:
 
 def _claims_overview(s: Study) -> list[str]:
     """The paper's orderings, one row each, one column per cell with paired runs: which way they fall."""
-    cells = [c for c in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL) if s.get(c, "erm")]
+    cells = [c for c in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL)
+             if any(s.get(c, m) and len(s.get(c, m).runs) > 1 for m in ("drs", "open", "rs"))]
     if not cells:
         return []
 
     def short(d) -> str:
-        if d is None or d["n"] < 2:
-            return "-"
-        word = "holds" if d["lo"] > 0 else "reversed" if d["hi"] < 0 else "unresolved"
-        return f"{word} ({100 * d['mean']:+.2f})"
+        word = verdict_word(d)
+        return "-" if word is None else f"{word} ({100 * d['mean']:+.2f})"
 
     claims = [*CLAIMS, ("open", "rs")]
     rows = [[f"{LABELS[a]} > {LABELS[b]}" + ("" if (a, b) in CLAIMS else " (not a claim of the paper)"),
              *(short(_paired(s.get(c, a), s.get(c, b))) for c in cells)] for a, b in claims]
     return (["Each ordering tested on paired top-1 in every cell: it **holds** when the 95% interval of the "
              "difference (in brackets: its mean, points) lies above 0, is **reversed** when it lies below 0, "
-             "and is unresolved otherwise.", ""]
+             "and is not resolved when the interval contains 0; - : fewer than two paired seeds.", ""]
             + markdown_table(["Ordering", *(f"`{c}`" for c in cells)], rows) + [""])
 
 
 def _headline_points(s: Study) -> list[tuple]:
-    """(cell, x: DRS minority-half training accuracy, y: OPeN − DRS top-1, lo, hi) per cell."""
+    """(cell, x: DRS minority-half training accuracy, y: OPeN − DRS top-1, lo, hi, the paired
+    difference) per cell with at least two paired seeds; x, y, lo, hi in points."""
     pts = []
     for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
         d = _paired(s.get(cell, "open"), s.get(cell, "drs"))
         x = _values(s.get(cell, "drs"), "train_minority_half")
         if d is not None and d["n"] >= 2 and x:
-            pts.append((cell, 100 * statistics.fmean(x), 100 * d["mean"], 100 * d["lo"], 100 * d["hi"]))
+            pts.append((cell, 100 * statistics.fmean(x), 100 * d["mean"], 100 * d["lo"], 100 * d["hi"], d))
     return pts
 
 
@@ -201,7 +201,7 @@ def _selection(s: Study) -> list[str]:
              f"Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
              f"read): {choice['rule']}. The rule is in `select_cell.py` since commit 41daff1, committed "
              "before the study's first run finished.", ""]
-    rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join("-" if a is None else f"{100 * a:.2f}"
+    rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join(pct(a)
                                                             for a in c["erm_train_top1"]),
              "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
              {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in choice["cells"]]
@@ -238,7 +238,7 @@ def write(runs: Path, out: Path) -> Path:
     if pts:
         lines.append("OPeN − DRS (top-1, paired) is ahead beyond its 95% interval in: "
                      + (", ".join(f"`{c}`" for c in ahead) if ahead else "**no cell so far**") + ".")
-    lines += ["", *_claims_overview(s)]
+    lines += ["", *_claims_overview(s)][:-1]
     lines += ["", "## Set-up", "",
               "- **Data**: Fashion-MNIST (Debian's `dataset-fashion-mnist`), long-tailed with the LDAM-DRW rule "
               "(ratio 100, exponential profile); the test set is the balanced 10,000 images, so top-1 equals "
@@ -261,12 +261,14 @@ def write(runs: Path, out: Path) -> Path:
     lines += ["## The headline: OPeN − DRS against memorization", ""]
     if pts:
         fig = plots.plot_intervals(
-            [(c, x, y, lo, hi) for c, x, y, lo, hi in pts], out.parent / "figures" / "open_minus_drs.png",
+            [p[:5] for p in pts], out.parent / "figures" / "open_minus_drs.png",
             "training accuracy of the minority half at the end of the DRS run (%)",
             "OPeN − DRS, top-1 (points, 95% interval)", "Where pure noise pays off")
         lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", ""]
-        lines += markdown_table(["Cell", "DRS train minority half (%)", "OPeN − DRS (points)", "95% interval"],
-                        [[f"`{c}`", f"{x:.2f}", f"{y:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"] for c, x, y, lo, hi in pts])
+        lines += markdown_table(["Cell", "DRS train minority half (%)", "OPeN − DRS, top-1 (points, mean ± std [95% interval])",
+                                 "Seeds ahead"],
+                                [[f"`{p[0]}`", mean_std_of(_values(s.get(p[0], "drs"), "train_minority_half")),
+                                  interval(p[5]), f"{p[5]['wins']}/{p[5]['n']}"] for p in pts])
         lines.append("")
     else:
         lines += ["No cell has two paired seeds of DRS and OPeN yet.", ""]

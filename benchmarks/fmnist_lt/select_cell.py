@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import study  # noqa: E402
+from purenoise.tables import pct  # noqa: E402
 
 THRESHOLD = 0.99
 CANDIDATES = (*study.REGIME_CELLS, study.WIDE_CELL)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = select(runs)
     for c in result["cells"]:
-        acc = ", ".join("-" if a is None else f"{100 * a:.2f}" for a in c["erm_train_top1"])
+        acc = ", ".join(pct(a) for a in c["erm_train_top1"])
         print(f"{c['cell']:28s} {c['pflop']:8.3f} PFLOP  ERM train top-1 (seeds 0-2): {acc}")
     if result["cell"] is None:
         print("no choice yet: a cheaper cell's ERM runs are not finished, or no cell memorizes")

@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _summary(m: dict[str, Any], out: Path) -> str:
+    """The one-line result of ``train`` / ``eval``: fixed-width fields, so lines of runs align in a log."""
     def pct(v):
         return "  n/a" if v is None else f"{100 * v:5.2f}"
 

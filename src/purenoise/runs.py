@@ -41,6 +41,7 @@ __all__ = [
     "HEADERS",
     "RunLike",
     "load_runs",
+    "pct",
     "run_labels",
 ]
 

@@ -10,11 +10,12 @@ Torch-free.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["pct", "mean_std", "mean_std_of", "interval", "verdict", "markdown_table"]
+__all__ = ["pct", "mean_std", "mean_std_of", "interval", "verdict_word", "verdict", "markdown_table"]
 
 
 def pct(v: float | None) -> str:
@@ -28,7 +29,9 @@ def mean_std(mean: float | None, std: float | None) -> str:
 
 
 def mean_std_of(values: Sequence[float]) -> str:
-    """:func:`mean_std` of a list of fractions (sample std, ddof 1); ``-`` for an empty list."""
+    """:func:`mean_std` of a list of fractions (sample std, ddof 1); missing and non-finite values are
+    skipped, ``-`` when none is left."""
+    values = [v for v in values if v is not None and math.isfinite(v)]  # as mean_interval does
     if not values:
         return "-"
     return mean_std(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
@@ -46,15 +49,24 @@ def interval(d: Mapping[str, Any] | None) -> str:
     return f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
 
 
-def verdict(d: Mapping[str, Any] | None) -> str:
-    """Whether ``a > b`` holds, by where the 95% interval of ``a - b`` lies with respect to 0."""
+def verdict_word(d: Mapping[str, Any] | None) -> str | None:
+    """``holds``, ``reversed`` or ``not resolved`` for ``a > b`` from the 95% interval of ``a - b``.
+
+    ``holds`` when the interval lies above 0, ``reversed`` when it lies below 0; ``None`` with
+    fewer than two paired seeds (no interval).
+    """
     if d is None or d["n"] < 2:
+        return None
+    return "holds" if d["lo"] > 0 else "reversed" if d["hi"] < 0 else "not resolved"
+
+
+def verdict(d: Mapping[str, Any] | None) -> str:
+    """:func:`verdict_word` with where the interval lies and the number of seeds, for a claims table."""
+    word = verdict_word(d)
+    if word is None:
         return "too few paired seeds yet"
-    if d["lo"] > 0:
-        return f"**holds**: interval above 0 ({d['n']} seeds)"
-    if d["hi"] < 0:
-        return f"**reversed**: interval below 0 ({d['n']} seeds)"
-    return f"not resolved: interval contains 0 ({d['n']} seeds)"
+    where = {"holds": "interval above 0", "reversed": "interval below 0", "not resolved": "interval contains 0"}
+    return f"{f'**{word}**' if word != 'not resolved' else word}: {where[word]} ({d['n']} seeds)"
 
 
 def markdown_table(head: Sequence[Any], rows: Sequence[Sequence[Any]], right_from: int = 1) -> list[str]:
