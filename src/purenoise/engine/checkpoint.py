@@ -24,7 +24,7 @@ import torch
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.fileio import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "load_optimizer_state", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "purenoise-checkpoint-v1"
 
@@ -146,3 +146,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             "from plain weights use model_options or load them into the model yourself"
         )
     return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, module: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state into ``optimizer`` over ``module``'s trainable parameters.
+
+    The same parameter list (``state["param_names"]``) loads as it is. A different one (an
+    auxiliary-BN branch of a plain-BN run has extra parameters) is matched by name: each parameter
+    found in the checkpoint gets its saved state (momentum), the others start fresh.
+    """
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    saved = state["optimizer"]
+    if state.get("param_names") == names:
+        optimizer.load_state_dict(saved)
+        return
+    by_name = dict(zip(state.get("param_names", []), saved["param_groups"][0]["params"]))
+    new = optimizer.state_dict()
+    new["state"] = {}
+    for i, n in enumerate(names):
+        old = by_name.get(n)
+        if old is not None and old in saved["state"]:
+            new["state"][i] = saved["state"][old]
+    optimizer.load_state_dict(new)

@@ -28,6 +28,7 @@ from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.device_batches import device_batches_from_config
 from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
+from purenoise.engine.epoch_stats import EpochStats
 from purenoise.engine.evaluate import Normalizer, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
 from purenoise.engine.optim import create_optimizer, create_scheduler
@@ -55,34 +56,6 @@ from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 __all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "train"]
 
 _CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
-
-
-class _Stats:
-    """Per-epoch running sums, kept on the device to avoid a host sync per step."""
-
-    KEYS = ("loss_sum", "rows", "correct", "natural", "noise", "bad_step")
-
-    def __init__(self, device: torch.device, state: dict[str, float] | None = None) -> None:
-        self.t = torch.zeros(len(self.KEYS), dtype=torch.float64, device=device)
-        self.t[5] = -1
-        if state:
-            self.t.copy_(torch.tensor([state[k] for k in self.KEYS], dtype=torch.float64))
-
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, n_noise: int,
-               step: int) -> None:
-        rows = labels.shape[0]
-        nat = rows - n_noise
-        correct = (logits[:nat].argmax(1) == labels[:nat]).sum()
-        bad = ~torch.isfinite(loss.detach())
-        self.t[0] += loss.detach().double() * rows
-        self.t[1] += rows
-        self.t[2] += correct
-        self.t[3] += nat
-        self.t[4] += n_noise
-        self.t[5] = torch.where(bad & (self.t[5] < 0), float(step), self.t[5])
-
-    def values(self) -> dict[str, float]:
-        return dict(zip(self.KEYS, self.t.tolist()))
 
 
 class Trainer:
@@ -223,25 +196,9 @@ class Trainer:
             error.errno = e.errno
             raise error from None
 
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
-        saved = state["optimizer"]
-        if state.get("param_names") == names:
-            self.optimizer.load_state_dict(saved)
-            return
-        # Different parameter lists (e.g. an aux-BN branch of a plain-BN run): match by name.
-        by_name = dict(zip(state.get("param_names", []), saved["param_groups"][0]["params"]))
-        new = self.optimizer.state_dict()
-        new["state"] = {}
-        for i, n in enumerate(names):
-            old = by_name.get(n)
-            if old is not None and old in saved["state"]:
-                new["state"][i] = saved["state"][old]
-        self.optimizer.load_state_dict(new)
-
     def _restore(self, state: dict[str, Any], source: Path) -> None:
         load_model_state(self.module, state["model"], source)
-        self._load_optimizer(state)
+        ckpt.load_optimizer_state(self.optimizer, self.module, state)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -333,7 +290,7 @@ class Trainer:
         self.batches.set_epoch(epoch, kind, start)
         if hasattr(self.criterion, "set_epoch"):
             self.criterion.set_epoch(epoch)
-        stats = _Stats(self.device, self.epoch_state if start else None)
+        stats = EpochStats(self.device, self.epoch_state if start else None)
         self.epoch_state = None
         self.train_model.train()
         bar = self._progress(epoch, start)
@@ -407,7 +364,7 @@ class Trainer:
         t = stats.t.clone()
         if self.env.distributed:
             torch.distributed.all_reduce(t)
-        v = dict(zip(_Stats.KEYS, t.tolist()))
+        v = dict(zip(EpochStats.KEYS, t.tolist()))
         record = {
             "epoch": epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -440,7 +397,7 @@ class Trainer:
             warnings.warn("DDP processes hold different weights at the end of an epoch", stacklevel=2)
         return ok
 
-    def _check_finite(self, stats: _Stats, epoch: int) -> None:
+    def _check_finite(self, stats: EpochStats, epoch: int) -> None:
         bad = stats.values()["bad_step"]
         if any_rank(bad >= 0, self.env):
             step = int(bad) if bad >= 0 else epoch * self.steps_per_epoch
@@ -455,7 +412,7 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- signals
-    def _interrupt(self, epoch: int, batch: int, stats: _Stats | None) -> None:
+    def _interrupt(self, epoch: int, batch: int, stats: EpochStats | None) -> None:
         path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
         signum = self.signals.received or signal.SIGTERM
         where = f"epoch {epoch + 1}, batch {batch}" if batch else f"the start of epoch {epoch + 1}"
