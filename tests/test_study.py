@@ -105,6 +105,7 @@ def test_results_from_run_folders(study_modules, tmp_path):
     assert "**The study is not finished" in md
     assert "## The headline: OPeN − DRS against memorization" in md and "figures/open_minus_drs.png" in md
     assert (tmp_path / "figures" / "open_minus_drs.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "open_minus_drs_gap.png").stat().st_size > 0 and "DRS gap, minority half" in md
     assert "| OPeN > DRS |" in md and "## The paper's benchmarks on a GPU machine" in md
 
 

@@ -264,10 +264,20 @@ def write(runs: Path, out: Path) -> Path:
             [p[:5] for p in pts], out.parent / "figures" / "open_minus_drs.png",
             "training accuracy of the minority half at the end of the DRS run (%)",
             "OPeN − DRS, top-1 (points, 95% interval)", "Where pure noise pays off")
-        lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", ""]
-        lines += markdown_table(["Cell", "DRS train minority half (%)", "OPeN − DRS, top-1 (points, mean ± std [95% interval])",
-                                 "Seeds ahead"],
+        gap = [(c, 100 * statistics.fmean(_values(s.get(c, "drs"), "gap_minority_half")), *rest)
+               for c, _, *rest in (p[:5] for p in pts)]
+        fig_gap = plots.plot_intervals(
+            gap, out.parent / "figures" / "open_minus_drs_gap.png",
+            "DRS run: training minus test accuracy of the minority half (points)",
+            "OPeN − DRS, top-1 (points, 95% interval)", "The same against the generalization gap")
+        lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", "",
+                  "A second measure of memorization: how far the DRS run's "
+                  "training accuracy on the minority half stands above its test accuracy there.", "",
+                  f"![OPeN minus DRS against the generalization gap](figures/{fig_gap.name})", ""]
+        lines += markdown_table(["Cell", "DRS train minority half (%)", "DRS gap, minority half (points)",
+                                 "OPeN − DRS, top-1 (points, mean ± std [95% interval])", "Seeds ahead"],
                                 [[f"`{p[0]}`", mean_std_of(_values(s.get(p[0], "drs"), "train_minority_half")),
+                                  mean_std_of(_values(s.get(p[0], "drs"), "gap_minority_half")),
                                   interval(p[5]), f"{p[5]['wins']}/{p[5]['n']}"] for p in pts])
         lines.append("")
     else:
