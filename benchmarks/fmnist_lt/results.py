@@ -118,14 +118,16 @@ def _paired(a, b, key: str = "top1") -> dict | None:
     return paired_difference(a, b, lambda r: metric(r, key))
 
 
-def _method_rows(s: Study, cell: str, methods) -> list[list[str]]:
+LT_KEYS = ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half")
+
+
+def _method_rows(s: Study, cell: str, methods, keys=LT_KEYS) -> list[list[str]]:
     rows = []
     for m in methods:
         g = s.get(cell, m)
         if g is None:
             continue
-        rows.append([LABELS.get(m, m), str(len(g.runs)), *(mean_std_of(_values(g, k)) for k in
-                     ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half"))])
+        rows.append([LABELS.get(m, m), str(len(g.runs)), *(mean_std_of(_values(g, k)) for k in keys)])
     return rows
 
 
@@ -303,9 +305,14 @@ def write(runs: Path, out: Path) -> Path:
     cell = study.BALANCED_CELL
     lines += ["## Noise as augmentation on scarce balanced data (`fmnist_n100_w2`)", "",
               "100 training images per class, widths x2, 200 epochs: `noise_aug` (one noise image per four "
-              "natural ones, DAR-BN) against plain ERM.", ""]
-    rows = _method_rows(s, cell, ("erm", "noise_aug"))
-    lines += markdown_table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
+              "natural ones, DAR-BN) against plain ERM. The paper's balanced experiment (CIFAR-10, +0.9 points "
+              "reported) trained with Adam at a fixed lr 0.001 and AutoAugment; this cell keeps the study's "
+              "SGD schedule and flip and crop, so it tests noise as an augmentation under the study's recipe, "
+              "not the paper's exact one. Every class has 100 images, so the frequency columns of the other "
+              "tables have no meaning here.", ""]
+    rows = _method_rows(s, cell, ("erm", "noise_aug"), ("top1", "train_top1"))
+    lines += (markdown_table(["Method", "Seeds", "Top-1", "Train top-1 (end)"], rows)
+              if rows else ["No run finished yet."])
     lines += ["", "noise_aug − ERM, top-1 paired: " + interval(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm")))
               + "; " + verdict(_paired(s.get(cell, "noise_aug"), s.get(cell, "erm"))) + ".", ""]
     lines += _gpu_section()
