@@ -34,20 +34,27 @@ def nine_runs(tmp_path_factory):
 
 
 def test_t_quantiles():
-    assert t_quantile(1) == 12.706 and t_quantile(2) == 4.303 and t_quantile(4) == 2.776
-    assert t_quantile(30) == 2.042
+    assert t_quantile(1) == 12.706205 and t_quantile(2) == 4.302653 and t_quantile(4) == 2.776445
+    assert t_quantile(4, 0.99) == 4.604095
     from scipy import stats
 
-    for df in (*range(1, 31), 31, 40, 60, 120, 1000):
-        assert t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-3), df
+    for level in (0.95, 0.99):
+        for df in range(1, 31):
+            assert t_quantile(df, level) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), abs=1e-6), (level, df)
+        for df in (31, 40, 60, 120, 1000):
+            assert t_quantile(df, level) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), abs=2e-3), (level, df)
     with pytest.raises(ValueError):
         t_quantile(0)
+    with pytest.raises(ValueError, match="confidence level"):
+        t_quantile(3, 0.9)
 
 
 def test_mean_interval():
     d = mean_interval([1.0, 2.0, 3.0])
     assert d["mean"] == 2.0 and d["std"] == 1.0
-    assert d["lo"] == pytest.approx(2.0 - 4.303 / math.sqrt(3)) and d["hi"] == pytest.approx(2.0 + 4.303 / math.sqrt(3))
+    assert d["lo"] == pytest.approx(2.0 - 4.302653 / math.sqrt(3)) and d["hi"] == pytest.approx(2.0 + 4.302653 / math.sqrt(3))
+    wide = mean_interval([1.0, 2.0, 3.0], level=0.99)
+    assert wide["hi"] == pytest.approx(2.0 + 9.924843 / math.sqrt(3))
     assert mean_interval([5.0]) == {"n": 1, "mean": 5.0, "std": None, "lo": None, "hi": None}
     assert mean_interval([])["mean"] is None
 

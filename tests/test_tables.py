@@ -16,7 +16,7 @@ def test_percent_and_mean_std():
 
 
 def test_interval_text_matches_the_statistics():
-    d = mean_interval([0.01, 0.02, 0.03])  # mean 2 points, std 1 point, t(2) = 4.303
+    d = mean_interval([0.01, 0.02, 0.03])  # mean 2 points, std 1 point, t(2) = 4.302653
     assert interval(d) == "+2.00 ± 1.00 [-0.48, +4.48]"
     assert interval(mean_interval([-0.005])) == "-0.50 (1 seed)"
     assert interval(mean_interval([])) == "-"

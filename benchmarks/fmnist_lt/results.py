@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ import study  # noqa: E402
 from purenoise.tables import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+RULE_COMMIT = "41daff1"  # the commit that fixed the main cell's rule in select_cell.py
 METHOD_ORDER = ("erm", "rs", "drs", "open")
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "noise_aug": "noise_aug",
           "open_bn_standard": "OPeN, standard BN", "open_bn_aux": "OPeN, auxiliary BN",
@@ -110,12 +112,12 @@ def _values(group, key: str) -> list[float]:
     return [v for v in (metric(r, key) for r in group.runs) if v is not None] if group else []
 
 
-def _paired(a, b, key: str = "top1") -> dict | None:
+def _paired(a, b, key: str = "top1", level: float = 0.95) -> dict | None:
     from purenoise.replicates import paired_difference
 
     if a is None or b is None:
         return None
-    return paired_difference(a, b, lambda r: metric(r, key))
+    return paired_difference(a, b, lambda r: metric(r, key), level)
 
 
 LT_KEYS = ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half")
@@ -165,16 +167,22 @@ def _claims_overview(s: Study) -> list[str]:
     if not cells:
         return []
 
-    def short(d) -> str:
-        word = verdict_word(d)
-        return "-" if word is None else f"{word} ({100 * d['mean']:+.2f})"
+    def short(c: str, a: str, b: str) -> str:
+        d = _paired(s.get(c, a), s.get(c, b))
+        if verdict_word(d) is None:
+            return "-"
+        strict = verdict_word(_paired(s.get(c, a), s.get(c, b), level=0.99))
+        return f"{verdict_word(d)} ({100 * d['mean']:+.2f}); 99%: {strict}"
 
     claims = [*CLAIMS, ("open", "rs")]
     rows = [[f"{LABELS[a]} > {LABELS[b]}" + ("" if (a, b) in CLAIMS else " (not a claim of the paper)"),
-             *(short(_paired(s.get(c, a), s.get(c, b))) for c in cells)] for a, b in claims]
-    return (["Each ordering tested on paired top-1 in every cell: it **holds** when the 95% interval of the "
+             *(short(c, a, b) for c in cells)] for a, b in claims]
+    return ([f"Each ordering tested on paired top-1 in every cell: it **holds** when the 95% interval of the "
              "difference (in brackets: its mean, points) lies above 0, is **reversed** when it lies below 0, "
-             "and is not resolved when the interval contains 0; - : fewer than two paired seeds.", ""]
+             "and is not resolved when the interval contains 0; - : fewer than two paired seeds. "
+             f"\"99%\" gives the verdict of the 99% interval: the Bonferroni correction for the {len(claims)} "
+             "orderings tested in each cell (0.05 / 5 each), for a reader who wants the verdicts of a cell "
+             "to hold together.", ""]
             + markdown_table(["Ordering", *(f"`{c}`" for c in cells)], rows) + [""])
 
 
@@ -190,6 +198,18 @@ def _headline_points(s: Study) -> list[tuple]:
     return pts
 
 
+def _commit_time(rev: str) -> str:
+    """When ``rev`` was committed (UTC), read from git; "not in this clone" when git cannot say."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(HERE), "show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%d %H:%M:%S",
+                              rev], capture_output=True, text=True, check=True, env={"TZ": "UTC", "PATH": os.environ.get("PATH", "")})
+        return out.stdout.strip() + " UTC"
+    except (OSError, subprocess.CalledProcessError):
+        return "commit not in this clone"
+
+
 def _machines(log: list[dict]) -> str:
     seen = sorted({e.get("machine", "not recorded") for e in log})
     return "; ".join(seen) if seen else "no run yet"
@@ -200,9 +220,9 @@ def _selection(s: Study) -> list[str]:
 
     choice = s.main or select_cell.select(s.root)
     lines = ["## The main job's cell", "",
-             f"Chosen by a rule fixed before any result was seen, on memorization alone (no OPeN number is "
-             f"read): {choice['rule']}. The rule is in `select_cell.py` since commit 41daff1, committed "
-             "before the study's first run finished.", ""]
+             f"Chosen by a rule on memorization alone (it reads no OPeN number): {choice['rule']}. The rule "
+             f"is in `select_cell.py` since commit {RULE_COMMIT} ({_commit_time(RULE_COMMIT)}); the study's first "
+             f"run finished at {min((e['finished'] for e in s.log), default='-')}, and its first OPeN run later.", ""]
     rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join(pct(a)
                                                             for a in c["erm_train_top1"]),
              "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
@@ -238,8 +258,9 @@ def write(runs: Path, out: Path) -> Path:
                    f"{sum((x.folder(runs) / 'eval.json').exists() for x in wide)} of {len(wide)} runs.")
     lines.append(status)
     if pts:
-        lines.append("OPeN − DRS (top-1, paired) is ahead beyond its 95% interval in: "
-                     + (", ".join(f"`{c}`" for c in ahead) if ahead else "**no cell so far**") + ".")
+        lines.append("OPeN − DRS (top-1, paired by seed): its 95% interval lies above 0 in "
+                     + (", ".join(f"`{c}`" for c in ahead) if ahead else "**no cell so far**")
+                     + f" ({len(ahead)} of the {len(pts)} cells with paired seeds).")
     lines += ["", *_claims_overview(s)][:-1]
     lines += ["", "## Set-up", "",
               "- **Data**: Fashion-MNIST (Debian's `dataset-fashion-mnist`), long-tailed with the LDAM-DRW rule "
@@ -272,7 +293,10 @@ def write(runs: Path, out: Path) -> Path:
             gap, out.parent / "figures" / "open_minus_drs_gap.png",
             "DRS run: training minus test accuracy of the minority half (points)",
             "OPeN − DRS, top-1 (points, 95% interval)", "The same against the generalization gap")
-        lines += [f"![OPeN minus DRS against memorization](figures/{fig.name})", "",
+        lines += ["One point per cell with paired seeds. The cells differ in more than memorization (images per "
+                  "class, width, schedule), so the figure maps the cells; it is not a dose-response curve, and "
+                  f"{len(pts)} points cannot show a trend on their own.", "",
+                  f"![OPeN minus DRS against memorization](figures/{fig.name})", "",
                   "A second measure of memorization: how far the DRS run's "
                   "training accuracy on the minority half stands above its test accuracy there.", "",
                   f"![OPeN minus DRS against the generalization gap](figures/{fig_gap.name})", ""]

@@ -21,13 +21,24 @@ from typing import Any
 
 from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
 
-__all__ = ["Replicates", "group_replicates", "shared_key", "t_quantile", "mean_interval", "paired_difference",
+__all__ = ["Replicates", "group_replicates", "shared_key", "t_quantile", "LEVELS", "mean_interval", "paired_difference",
            "mean_std_per_position"]
 
 # Two-sided 95% quantiles of Student's t for 1 ... 30 degrees of freedom (standard tables).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
+# Two-sided quantiles of Student's t (scipy.stats.t.ppf, 6 decimals) for df 1..30, by confidence
+# level: 95% for one comparison, 99% for five at once (Bonferroni: 0.05 / 5 each).
+_T_TABLE = {
+    0.95: (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
+           2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
+           2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
+           2.048407, 2.045230, 2.042272),
+    0.99: (63.656741, 9.924843, 5.840909, 4.604095, 4.032143, 3.707428, 3.499483, 3.355387, 3.249836,
+           3.169273, 3.105807, 3.054540, 3.012276, 2.976843, 2.946713, 2.920782, 2.898231, 2.878440,
+           2.860935, 2.845340, 2.831360, 2.818756, 2.807336, 2.796940, 2.787436, 2.778715, 2.770683,
+           2.763262, 2.756386, 2.749996),
+}
+_Z = {0.95: 1.959964, 0.99: 2.575829}  # the normal quantiles the t quantiles tend to
+LEVELS = tuple(_T_TABLE)
 _SEED_SUFFIX = re.compile(r"[_\-.](?:s|seed)[_\-]?\d+$")
 
 
@@ -93,22 +104,27 @@ def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
     return out
 
 
-def t_quantile(df: int) -> float:
-    """Two-sided 95% quantile of Student's t with ``df`` degrees of freedom (``df >= 1``).
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """Two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (``df >= 1``).
 
-    Table values up to 30; above, the Cornish-Fisher expansion around the normal quantile, which
-    agrees with the exact value to better than 1e-3 there.
+    ``level`` is 0.95 or 0.99 (:data:`LEVELS`). Table values up to 30; above, the Cornish-Fisher
+    expansion around the normal quantile, within 2e-3 of the exact value there.
     """
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
+    if level not in _T_TABLE:
+        raise ValueError(f"confidence level must be one of {LEVELS}, got {level}")
+    if df <= len(_T_TABLE[level]):
+        return _T_TABLE[level][df - 1]
+    z = _Z[level]
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
 
 
-def mean_interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std (ddof 1) and the 95% t-interval of the mean; std and interval need n >= 2."""
+def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean, sample std (ddof 1) and the t-interval of the mean at ``level`` (default 95%).
+
+    Missing and non-finite values are skipped; std and interval need two values or more.
+    """
     vals = [float(v) for v in values if v is not None and math.isfinite(v)]
     n = len(vals)
     if n == 0:
@@ -117,12 +133,13 @@ def mean_interval(values: Sequence[float]) -> dict[str, Any]:
     if n < 2:
         return {"n": 1, "mean": mean, "std": None, "lo": None, "hi": None}
     std = statistics.stdev(vals)
-    half = t_quantile(n - 1) * std / math.sqrt(n)
+    half = t_quantile(n - 1, level) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "lo": mean - half, "hi": mean + half}
 
 
-def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float | None]) -> dict[str, Any]:
-    """``value(a's run) - value(b's run)`` over the seeds both groups have, with its 95% interval.
+def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float | None],
+                      level: float = 0.95) -> dict[str, Any]:
+    """``value(a's run) - value(b's run)`` over the seeds both groups have, with its interval at ``level``.
 
     Returns :func:`mean_interval`'s keys plus ``seeds`` (those paired) and ``wins`` (how many
     differences are positive).
@@ -135,7 +152,7 @@ def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float
             if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb):
                 seeds.append(s)
                 diffs.append(va - vb)
-    return {**mean_interval(diffs), "seeds": seeds, "wins": sum(d > 0 for d in diffs)}
+    return {**mean_interval(diffs, level), "seeds": seeds, "wins": sum(d > 0 for d in diffs)}
 
 
 def mean_std_per_position(rows: Sequence[Sequence[float | None]]) -> tuple[list[float | None], list[float | None]]:
