@@ -136,3 +136,14 @@ def test_results_count_the_x4_cell_as_required_when_it_is_the_main_cell(study_mo
     s = results.Study(tmp_path)
     assert not any(r.setting == study.WIDE_CELL for r in s.required)
     assert len(s.planned) - len(s.required) == len(study.plan("wide", tmp_path))
+
+
+def test_a_plan_can_be_trained_cell_by_cell(study_modules, tmp_path):
+    _, study, _, _ = study_modules
+    everything = study.plan("regime", tmp_path)
+    short = study.in_cells(everything, (study.SHORT_CELL,))
+    assert short and {s.setting for s in short} == {study.SHORT_CELL}
+    assert short == [s for s in everything if s.setting == study.SHORT_CELL]  # parents still first
+    assert study.in_cells(everything, ()) == everything
+    with pytest.raises(SystemExit, match="no such folder"):
+        study.in_cells(everything, ("not_a_cell",))

@@ -25,6 +25,7 @@ running the purenoise of the checkout this file is in; its command and wall time
 ``study_log.jsonl``. ``results.py`` writes RESULTS.md from the run folders.
 
     python benchmarks/fmnist_lt/study.py              # every plan, in order (--plan NAME for one)
+    python benchmarks/fmnist_lt/study.py --plan regime --cell fmnist_lt_r100   # one cell of a plan
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from purenoise.run_paths import RunPaths
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs"  # the study's run folders; their light files are kept in git
+CONFIGS = REPO / "configs"
 SEEDS = (0, 1, 2)
 MAIN_SEEDS = (0, 1, 2, 3, 4)
 METHODS = ("erm", "drs", "open", "rs")  # branches right after their parent: its checkpoint is fresh
@@ -207,9 +209,21 @@ def run_all(runs: Path, extra: tuple[str, ...]) -> int:
     return 0
 
 
-def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True) -> float:
-    """Train the unfinished runs of a plan; returns the seconds spent."""
-    specs = plan(name, runs)
+def in_cells(specs: list[RunSpec], cells: tuple[str, ...]) -> list[RunSpec]:
+    """The runs of ``specs`` in the given cells (all of them when ``cells`` is empty), order kept.
+
+    Runs a plan in parts: a cheap cell first while a long one waits (it resumes where it stopped).
+    """
+    unknown = [c for c in cells if not (CONFIGS / c).is_dir()]
+    if unknown:
+        raise SystemExit(f"--cell {', '.join(unknown)}: no such folder under {CONFIGS}")
+    return [s for s in specs if not cells or s.setting in cells]
+
+
+def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True,
+               cells: tuple[str, ...] = ()) -> float:
+    """Train the unfinished runs of a plan (only those of ``cells``, if given); returns the seconds spent."""
+    specs = in_cells(plan(name, runs), cells)
     todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
     print(f"plan {name}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
     runs.mkdir(parents=True, exist_ok=True)
@@ -229,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=str(RUNS), help="folder of the run folders")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
+    ap.add_argument("--cell", action="append", default=[], metavar="CELL",
+                    help="train only this cell's runs of the plan (repeatable; a configs/ folder name)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("--progress", action="store_true",
                     help="show each run's progress bars and epoch lines, and let idle threads spin (an "
@@ -243,13 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         names = ("regime", "wide", "main-cell") if args.plan == "all" else (args.plan,)
         for name in names:
-            for s in plan(name, runs):
+            for s in in_cells(plan(name, runs), tuple(args.cell)):
                 if not RunPaths(s.folder(runs)).eval.exists():
                     print(" ".join(shlex.quote(a) for a in s.command(runs, extra)))
         return 0
     if args.plan == "all":
+        if args.cell:
+            raise SystemExit("--cell needs a named plan (--plan regime, main-cell, wide or short)")
         return run_all(runs, extra)
-    train_plan(args.plan, runs, extra, share_cpu=not args.progress)
+    train_plan(args.plan, runs, extra, share_cpu=not args.progress, cells=tuple(args.cell))
     return 0
 
 
