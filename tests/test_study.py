@@ -147,3 +147,7 @@ def test_a_plan_can_be_trained_cell_by_cell(study_modules, tmp_path):
     assert study.in_cells(everything, ()) == everything
     with pytest.raises(SystemExit, match="no such folder"):
         study.in_cells(everything, ("not_a_cell",))
+    paired = study.in_cells(everything, (study.SHORT_CELL,), ("erm", "drs", "open"))
+    assert [s.method for s in paired[:3]] == ["erm", "drs", "open"] and len(paired) == 9  # 3 seeds, no RS
+    with pytest.raises(SystemExit, match="not in this plan"):
+        study.in_cells(everything, (), ("sgd",))

@@ -209,21 +209,27 @@ def run_all(runs: Path, extra: tuple[str, ...]) -> int:
     return 0
 
 
-def in_cells(specs: list[RunSpec], cells: tuple[str, ...]) -> list[RunSpec]:
-    """The runs of ``specs`` in the given cells (all of them when ``cells`` is empty), order kept.
+def in_cells(specs: list[RunSpec], cells: tuple[str, ...], methods: tuple[str, ...] = ()) -> list[RunSpec]:
+    """The runs of ``specs`` in the given cells and of the given methods (empty: all), order kept.
 
-    Runs a plan in parts: a cheap cell first while a long one waits (it resumes where it stopped).
+    Runs a plan in parts: a cheap cell first while a long one waits, or the seeds of the paired
+    comparison before a baseline that is trained on its own (an interrupted run resumes later).
     """
     unknown = [c for c in cells if not (CONFIGS / c).is_dir()]
     if unknown:
         raise SystemExit(f"--cell {', '.join(unknown)}: no such folder under {CONFIGS}")
-    return [s for s in specs if not cells or s.setting in cells]
+    known = {s.method for s in specs}
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise SystemExit(f"--method {', '.join(unknown)}: not in this plan (its methods: {', '.join(sorted(known))})")
+    return [s for s in specs if (not cells or s.setting in cells) and (not methods or s.method in methods)]
 
 
 def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True,
-               cells: tuple[str, ...] = ()) -> float:
-    """Train the unfinished runs of a plan (only those of ``cells``, if given); returns the seconds spent."""
-    specs = in_cells(plan(name, runs), cells)
+               cells: tuple[str, ...] = (), methods: tuple[str, ...] = ()) -> float:
+    """Train the unfinished runs of a plan (only those of ``cells`` and ``methods``, if given); returns
+    the seconds spent."""
+    specs = in_cells(plan(name, runs), cells, methods)
     todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
     print(f"plan {name}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
     runs.mkdir(parents=True, exist_ok=True)
@@ -245,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra config override for every run (e.g. epochs=2 for a smoke test)")
     ap.add_argument("--cell", action="append", default=[], metavar="CELL",
                     help="train only this cell's runs of the plan (repeatable; a configs/ folder name)")
+    ap.add_argument("--method", action="append", default=[], metavar="METHOD",
+                    help="train only this method's runs of the plan (repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("--progress", action="store_true",
                     help="show each run's progress bars and epoch lines, and let idle threads spin (an "
@@ -259,15 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         names = ("regime", "wide", "main-cell") if args.plan == "all" else (args.plan,)
         for name in names:
-            for s in in_cells(plan(name, runs), tuple(args.cell)):
+            for s in in_cells(plan(name, runs), tuple(args.cell), tuple(args.method)):
                 if not RunPaths(s.folder(runs)).eval.exists():
                     print(" ".join(shlex.quote(a) for a in s.command(runs, extra)))
         return 0
     if args.plan == "all":
-        if args.cell:
-            raise SystemExit("--cell needs a named plan (--plan regime, main-cell, wide or short)")
+        if args.cell or args.method:
+            raise SystemExit("--cell and --method need a named plan (--plan regime, main-cell, wide or short)")
         return run_all(runs, extra)
-    train_plan(args.plan, runs, extra, share_cpu=not args.progress, cells=tuple(args.cell))
+    train_plan(args.plan, runs, extra, share_cpu=not args.progress, cells=tuple(args.cell),
+               methods=tuple(args.method))
     return 0
 
 
