@@ -21,7 +21,6 @@ from purenoise.plots.style import (ANNOTATE_MAX_CLASSES, BAR_MODE_MAX_CLASSES, C
 __all__ = ["plot_per_class", "plot_groups", "plot_train_test", "plot_confusion"]
 
 
-
 def plot_per_class(
     accs: Mapping[str, Sequence[float | None]],
     counts: Sequence[int],

@@ -16,7 +16,6 @@ from purenoise.plots.style import MARKERS, STYLE, color, new_figure, save_png
 __all__ = ["plot_curves"]
 
 
-
 def plot_curves(
     curves: Mapping[str, Sequence[Mapping[str, Any]]],
     path: str | os.PathLike,

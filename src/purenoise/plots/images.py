@@ -14,7 +14,6 @@ from purenoise.plots.style import STYLE, new_figure, save_png
 __all__ = ["plot_samples"]
 
 
-
 def _to_display(img: Any) -> tuple[np.ndarray, bool]:
     """[C,H,W] tensor/array (uint8 or float in [0,1]) -> HxW or HxWx3 floats in [0,1]."""
     a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)

@@ -12,7 +12,6 @@ from purenoise.plots.style import MARKERS, STYLE, color, new_figure, save_png
 __all__ = ["plot_intervals"]
 
 
-
 def plot_intervals(
     points: Sequence[tuple[str, float, float, float | None, float | None]],
     path: str | os.PathLike,
