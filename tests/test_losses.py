@@ -215,3 +215,19 @@ def test_wrong_number_of_classes_in_logits():
     loss = create_loss("ce", [5, 5])
     with pytest.raises(ConfigError, match="built for 2 classes"):
         loss(_logits(), _labels())
+
+
+def test_balanced_softmax_is_logit_adjustment_at_tau_one():
+    """Balanced Softmax adds log n_c, logit adjustment tau*log(prior): the same loss at tau = 1."""
+    import torch
+
+    from purenoise.losses import create_loss
+
+    counts = [500, 120, 30, 7]
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 4, generator=g)
+    labels = torch.randint(0, 4, (16,), generator=g)
+    bs = create_loss("balanced_softmax", class_counts=counts)(logits, labels)
+    la = create_loss("logit_adjust", class_counts=counts, tau=1.0)(logits, labels)
+    half = create_loss("logit_adjust", class_counts=counts, tau=0.5)(logits, labels)
+    assert torch.allclose(bs, la) and not torch.allclose(bs, half)

@@ -64,21 +64,29 @@ class RunSpec:
     setting: str  # configs/<setting>/
     method: str  # configs/<setting>/<method>.yaml
     seed: int
-    parent: str | None = None  # method of the run to branch from (same setting and seed)
+    parent: str | None = None  # method of the run to branch from (same setting, seed and subset)
+    subset: int = 0  # subset_seed of the long-tailed subset (0: the standard one)
 
     @property
     def name(self) -> str:
         return f"{self.method}_s{self.seed}"
 
+    @property
+    def cell(self) -> str:
+        """The folder of the run's cell: the setting, with the subset when it is not the standard one."""
+        return self.setting if self.subset == 0 else f"{self.setting}_sub{self.subset}"
+
     def folder(self, runs: Path) -> Path:
-        return runs / self.setting / self.name
+        return runs / self.cell / self.name
 
     def command(self, runs: Path, extra: tuple[str, ...] = ()) -> list[str]:
         cmd = ["purenoise", "train", "--config", f"configs/{self.setting}/{self.method}.yaml",
-               "--set", f"seed={self.seed}", "--set", f"name={self.setting}_{self.name}",
+               "--set", f"seed={self.seed}", "--set", f"name={self.cell}_{self.name}",
                "--out", str(self.folder(runs))]
+        if self.subset:
+            cmd += ["--set", f"subset_seed={self.subset}"]
         if self.parent:
-            cmd += ["--init-from", str(runs / self.setting / f"{self.parent}_s{self.seed}")]
+            cmd += ["--init-from", str(runs / self.cell / f"{self.parent}_s{self.seed}")]
         return cmd + list(extra)
 
 
@@ -159,13 +167,13 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path, share_
             del argv[i:i + 2]
         argv += ["--resume", "auto"]
     elif spec.parent:
-        parent = RunSpec(spec.setting, spec.parent, spec.seed)
+        parent = RunSpec(spec.setting, spec.parent, spec.seed, subset=spec.subset)
         if not RunPaths(parent.folder(runs)).epoch_checkpoints():
             # The parent's light files came from git without its checkpoints: retrain it first.
             print(f"\n{parent.folder(runs)} has no branch checkpoint: training it again", flush=True)
             RunPaths(parent.folder(runs)).eval.unlink(missing_ok=True)
             run_one(parent, runs, extra, log, share_cpu)
-    print(f"\n=== {spec.setting}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
+    print(f"\n=== {spec.cell}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
           flush=True)
     t0 = time.perf_counter()
     code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env(share_cpu))
@@ -215,21 +223,27 @@ def in_cells(specs: list[RunSpec], cells: tuple[str, ...], methods: tuple[str, .
     Runs a plan in parts: a cheap cell first while a long one waits, or the seeds of the paired
     comparison before a baseline that is trained on its own (an interrupted run resumes later).
     """
-    unknown = [c for c in cells if not (CONFIGS / c).is_dir()]
+    unknown = [c for c in cells if not (CONFIGS / c).is_dir() and c not in {s.cell for s in specs}]
     if unknown:
         raise SystemExit(f"--cell {', '.join(unknown)}: no such folder under {CONFIGS}")
     known = {s.method for s in specs}
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise SystemExit(f"--method {', '.join(unknown)}: not in this plan (its methods: {', '.join(sorted(known))})")
-    return [s for s in specs if (not cells or s.setting in cells) and (not methods or s.method in methods)]
+    return [s for s in specs if (not cells or s.setting in cells or s.cell in cells)
+            and (not methods or s.method in methods)]
 
 
 def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True,
                cells: tuple[str, ...] = (), methods: tuple[str, ...] = ()) -> float:
     """Train the unfinished runs of a plan (only those of ``cells`` and ``methods``, if given); returns
     the seconds spent."""
-    specs = in_cells(plan(name, runs), cells, methods)
+    return train_specs(name, in_cells(plan(name, runs), cells, methods), runs, extra, share_cpu)
+
+
+def train_specs(name: str, specs: list[RunSpec], runs: Path, extra: tuple[str, ...],
+                share_cpu: bool = True) -> float:
+    """Train the unfinished runs of ``specs`` in order, printing progress; returns the seconds spent."""
     todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
     print(f"plan {name}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
     runs.mkdir(parents=True, exist_ok=True)

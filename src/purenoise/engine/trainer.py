@@ -50,6 +50,7 @@ from purenoise.errors import ConfigError, OutputError, PureNoiseError
 from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
 from purenoise.open import NoiseAugment, OPeN
+from purenoise.provenance import provenance
 from purenoise.run_paths import RunPaths
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
 
@@ -487,7 +488,7 @@ class Trainer:
         result = {**metrics, "class_counts": self.class_counts, "class_names": info.class_names,
                   "method": self.cfg.method, "dataset": self.cfg.dataset, "model": self.cfg.model,
                   "epoch": self.cfg.epochs, "run": self.cfg.name, "branch": self.branch,
-                  "data_notes": list(info.notes)}
+                  "data_notes": list(info.notes), "provenance": provenance(self.device)}
         if train is not None:
             result.update({k: v for k, v in train.items() if k != "epoch"})
         if self.train_at_defer is not None:
