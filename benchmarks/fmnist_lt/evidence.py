@@ -97,14 +97,15 @@ def twins(runs: Path) -> dict[str, str]:
     return {k: v["twin"] for k, v in json.loads(path.read_text())["twins"].items()} if path.exists() else {}
 
 
-def part(name: str, runs: Path) -> list[RunSpec]:
-    """The runs of one part, parents before their branches."""
+def part(name: str, runs: Path, quiet: bool = False) -> list[RunSpec]:
+    """The runs of one part, parents before their branches (``quiet``: no note before the choice)."""
     if name == "pilots":
         return pilots()
     if name == "primary":
         chosen = twins(runs)
         if not chosen:
-            print(f"primary: no twins chosen yet ({runs / TWINS_FILE}); nothing to do")
+            if not quiet:
+                print(f"primary: no twins chosen yet ({runs / TWINS_FILE}); nothing to do")
             return []
         return (study.cell_runs(chosen[MAIN], PRIMARY_SEEDS, PAIRED)
                 + study.cell_runs(LONG, PRIMARY_SEEDS[3:], PAIRED)
@@ -124,7 +125,7 @@ def part(name: str, runs: Path) -> list[RunSpec]:
 
 def planned(runs: Path) -> list[RunSpec]:
     """Every run of the study known so far (the primary part once the twins are chosen)."""
-    specs = [s for name in PARTS if name != "choose" for s in part(name, runs)]
+    specs = [s for name in PARTS if name != "choose" for s in part(name, runs, quiet=True)]
     return list(dict.fromkeys(specs))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import evidence_results  # noqa: E402
 import study  # noqa: E402
 from purenoise.tables import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
 
@@ -308,6 +309,7 @@ def write(runs: Path, out: Path) -> Path:
         lines.append("")
     else:
         lines += ["No cell has two paired seeds of DRS and OPeN yet.", ""]
+    lines += evidence_results.section(runs)
     lines += ["## The cells", ""]
     for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
         lines += _cell_section(s, cell)

@@ -1,0 +1,324 @@
+"""The pre-registered evidence study's section of RESULTS.md, computed from the run folders.
+
+The analysis is the one fixed in ``PREREGISTRATION.md``: per-seed (or per-subset) differences of
+test top-1 in points, their mean with a two-sided one-sample t-test and a 95% t-interval (scipy),
+Holm's correction over the primary family (P1, P2, P3) with the Bonferroni interval at
+1 - 0.05/3 next to each 95% one, equivalence within +-1 point by the 90% interval (two one-sided
+tests at 5%), and otherwise "not resolved" with the seeds a difference of the observed size
+would need at the observed spread. Nothing is filled in: a missing run leaves its pair out and
+the part is reported as incomplete.
+
+    python benchmarks/fmnist_lt/results.py   # writes RESULTS.md, this section included
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import evidence
+from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
+from study import RunSpec
+
+from purenoise.runs import minority_half_accuracy
+from purenoise.tables import markdown_table
+
+ALPHA = 0.05
+MARGIN = 1.0  # points: the pre-registered equivalence margin
+FAMILY = 3  # P1, P2, P3
+LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "erm_logit_adjust": "LA / BS (tau 1)",
+          "erm_ldam_drw": "LDAM-DRW", "open_logit_adjust": "OPeN on LA / BS", "open_ldam_drw": "OPeN on LDAM-DRW"}
+BASELINES = ("erm", "rs", "drs", "erm_logit_adjust", "erm_ldam_drw")
+# Where the study departs from PREREGISTRATION.md, and why (text, no numbers).
+DEVIATIONS = (
+    "None in the design or the analysis so far.",
+)
+
+
+# ----------------------------------------------------------------------------- reading runs
+def _eval(runs: Path, cell: str, method: str, seed: int, subset: int = 0) -> dict | None:
+    path = RunSpec(cell, method, seed, subset=subset).folder(runs) / "eval.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def top1(ev: dict | None) -> float | None:
+    """Test top-1 in points."""
+    return None if ev is None else 100.0 * ev["top1"]
+
+
+def train_minority(ev: dict | None) -> float | None:
+    """Minority-half training accuracy (the memorization diagnostic) in points."""
+    if ev is None or not ev.get("train_per_class_acc"):
+        return None
+    v = minority_half_accuracy(ev["train_per_class_acc"], ev["class_counts"])
+    return None if v is None else 100.0 * v
+
+
+def test_minority(ev: dict | None) -> float | None:
+    """Minority-half test accuracy in points."""
+    if ev is None:
+        return None
+    v = minority_half_accuracy(ev["per_class_acc"], ev["class_counts"])
+    return None if v is None else 100.0 * v
+
+
+# ----------------------------------------------------------------------------- statistics
+def one_sample(values: list[float], level: float = 0.95) -> dict:
+    """Mean, std, t-interval at ``level`` and at 90% (equivalence), and the two-sided p of mean 0."""
+    from scipy import stats
+
+    n = len(values)
+    out = {"n": n, "values": values, "mean": statistics.fmean(values) if n else None}
+    if n < 2:
+        return {**out, "std": None, "lo": None, "hi": None, "lo90": None, "hi90": None, "p": None}
+    std = statistics.stdev(values)
+    se = std / math.sqrt(n)
+    mean = out["mean"]
+    q, q90 = stats.t.ppf(0.5 + level / 2, n - 1), stats.t.ppf(0.95, n - 1)
+    p = 1.0 if se == 0 and mean == 0 else (0.0 if se == 0 else float(2 * stats.t.sf(abs(mean) / se, n - 1)))
+    return {**out, "std": std, "lo": mean - q * se, "hi": mean + q * se,
+            "lo90": mean - q90 * se, "hi90": mean + q90 * se, "p": p}
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values (step-down, monotone, capped at 1); None stays None."""
+    present = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m, out, running = len(present), [None] * len(pvalues), 0.0
+    for k, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = running
+    return out
+
+
+def seeds_needed(mean: float, std: float, level: float = 0.95, most: int = 1000) -> int | None:
+    """The fewest seeds whose t-interval at ``level`` would exclude 0 for this mean and spread."""
+    from scipy import stats
+
+    if not mean or not std:
+        return None
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n) < abs(mean):
+            return n
+    return None
+
+
+def verdict(s: dict, p_adj: float | None, up: str = "above 0", down: str = "below 0") -> str:
+    """The pre-registered words for one quantity."""
+    if s["mean"] is None or s["p"] is None:
+        return "incomplete"
+    if p_adj is not None and p_adj < ALPHA:
+        return up if s["mean"] > 0 else down
+    if -MARGIN < s["lo90"] and s["hi90"] < MARGIN:
+        return f"equivalent within +-{MARGIN:g} point"
+    n = seeds_needed(s["mean"], s["std"])
+    more = f"; about {n} seeds would resolve a difference of this size at this spread" if n else ""
+    return f"not resolved (the interval contains 0{more})"
+
+
+def _fmt(v: float | None, signed: bool = True, nd: int = 2) -> str:
+    return "n/a" if v is None else (f"{v:+.{nd}f}" if signed else f"{v:.{nd}f}")
+
+
+def _ci(s: dict, lo: str = "lo", hi: str = "hi") -> str:
+    return "n/a" if s.get(lo) is None else f"[{_fmt(s[lo])}, {_fmt(s[hi])}]"
+
+
+def _mean_std(vals: list[float]) -> str:
+    if not vals:
+        return "n/a"
+    if len(vals) < 2:
+        return f"{vals[0]:.2f} (1 run)"
+    return f"{statistics.fmean(vals):.2f} +- {statistics.stdev(vals):.2f} (n={len(vals)})"
+
+
+# ----------------------------------------------------------------------------- quantities
+def gain(runs: Path, cell: str, seed: int, subset: int = 0, a: str = "open", b: str = "drs") -> float | None:
+    """``a - b`` in test top-1 points for one seed (and subset); None if either run is missing."""
+    x, y = top1(_eval(runs, cell, a, seed, subset)), top1(_eval(runs, cell, b, seed, subset))
+    return None if x is None or y is None else x - y
+
+
+def contrast(runs: Path, high: str, low: str, seeds=PRIMARY_SEEDS) -> dict:
+    """Per seed: (OPeN - DRS) in the cell that memorizes more minus that in the one that memorizes less."""
+    vals = []
+    for s in seeds:
+        g_hi, g_lo = gain(runs, high, s), gain(runs, low, s)
+        if g_hi is not None and g_lo is not None:
+            vals.append(g_hi - g_lo)
+    return one_sample(vals)
+
+
+def best_baseline(runs: Path) -> tuple[str | None, dict[str, list[float]]]:
+    """The baseline with the highest mean top-1 over seeds 0-9 (needs all ten seeds of each)."""
+    tops = {m: [v for v in (top1(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+            for m in BASELINES}
+    if any(len(v) < len(BASELINE_SEEDS) for v in tops.values()):
+        return None, tops
+    return max(BASELINES, key=lambda m: statistics.fmean(tops[m])), tops
+
+
+def primary(runs: Path) -> list[tuple[str, str, dict]]:
+    """``(name, description, stats)`` of P1, P2 and P3, in the pre-registered order."""
+    chosen = evidence.twins(runs)
+    p1 = contrast(runs, MAIN, chosen[MAIN]) if MAIN in chosen else one_sample([])
+    p2 = contrast(runs, chosen[LONG], LONG) if LONG in chosen else one_sample([])
+    best, _ = best_baseline(runs)
+    p3 = one_sample([g for g in (gain(runs, MAIN, s, b=best) for s in BASELINE_SEEDS) if g is not None]) \
+        if best else one_sample([])
+    return [("P1", f"n_max 1000: (OPeN - DRS)[{MAIN}] - (OPeN - DRS)[{chosen.get(MAIN, 'twin')}]", p1),
+            ("P2", f"n_max 6000: (OPeN - DRS)[{chosen.get(LONG, 'twin')}] - (OPeN - DRS)[{LONG}]", p2),
+            ("P3", f"main cell: OPeN - best baseline ({LABELS.get(best, 'not known yet')})", p3)]
+
+
+def manipulation(runs: Path, cell: str, twin: str, direction: str) -> dict:
+    """Mean DRS minority-half training accuracy of a cell and its twin over seeds 0-4, and the check."""
+    a = [v for v in (train_minority(_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+    b = [v for v in (train_minority(_eval(runs, twin, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+    if not a or not b:
+        return {"cell": a, "twin": b, "moved": None, "passed": None}
+    moved = statistics.fmean(b) - statistics.fmean(a)
+    sign = -1 if direction == "lower" else 1
+    return {"cell": a, "twin": b, "moved": moved, "passed": sign * moved >= 3.0}
+
+
+# ----------------------------------------------------------------------------- the section
+def _pilots(runs: Path) -> list[str]:
+    rows = []
+    for cell, cands in evidence.CANDIDATES.items():
+        for c in cands:
+            erm, drs = _eval(runs, c, "erm", 0), _eval(runs, c, "drs", 0)
+            rows.append([f"`{c}`", f"`{cell}`", evidence.DIRECTION[cell],
+                         _fmt(None if erm is None else 100 * erm["train_top1"], False),
+                         _fmt(train_minority(erm), False), _fmt(train_minority(drs), False)])
+    lines = ["### The twins: pilots and the choice", "",
+             "Seed 0 of every candidate (ERM, and DRS branched at epoch 160); the rule reads only the last "
+             "column (training accuracy, %, un-augmented training images).", "",
+             *markdown_table(["candidate", "twin of", "wanted", "ERM train top-1", "ERM train, minority half",
+                              "DRS train, minority half"], rows), ""]
+    path = runs / evidence.TWINS_FILE
+    if path.exists():
+        t = json.loads(path.read_text())
+        lines.append("Chosen (`runs/twins.json`, " + t["decided"] + "): " + "; ".join(
+            f"`{v['twin']}` for `{k}`" for k, v in t["twins"].items()) + ".")
+    else:
+        lines.append("**No twin chosen yet**: the pilots are not all finished.")
+    return lines + [""]
+
+
+def _two_by_two(runs: Path) -> list[str]:
+    chosen = evidence.twins(runs)
+    rows = []
+    for cell in (MAIN, chosen.get(MAIN), LONG, chosen.get(LONG)):
+        if cell is None:
+            continue
+        tops = {m: [v for v in (top1(_eval(runs, cell, m, s)) for s in PRIMARY_SEEDS) if v is not None]
+                for m in ("erm", "drs", "open")}
+        g = one_sample([v for v in (gain(runs, cell, s) for s in PRIMARY_SEEDS) if v is not None])
+        mem = [v for v in (train_minority(_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+        rows.append([f"`{cell}`", _mean_std(tops["erm"]), _mean_std(tops["drs"]), _mean_std(tops["open"]),
+                     f"{_fmt(g['mean'])} {_ci(g)}", _mean_std(mem)])
+    lines = ["### The 2x2: memorization within one data size", "",
+             "Test top-1 (%), seeds 0-4, mean +- std; OPeN - DRS paired by seed with its 95% t-interval "
+             "(secondary); the DRS runs' minority-half training accuracy (%), the memorization they reach.", "",
+             *markdown_table(["cell", "ERM", "DRS", "OPeN", "OPeN - DRS", "DRS train, minority half"], rows), ""]
+    for cell, key in ((MAIN, MAIN), (LONG, LONG)):
+        if key in chosen:
+            m = manipulation(runs, cell, chosen[key], evidence.DIRECTION[key])
+            state = ("incomplete" if m["passed"] is None else
+                     f"the twin moved it by {_fmt(m['moved'])} points: "
+                     + ("passed (3 points or more the intended way)" if m["passed"] else
+                        "**failed** (less than 3 points the intended way): this data size's contrast is uninformative"))
+            lines.append(f"- Manipulation check, `{cell}` against `{chosen[key]}`: {state}.")
+    return lines + [""]
+
+
+def _primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, float | None, str]]]:
+    prim = primary(runs)
+    adj = holm([s["p"] for _, _, s in prim])
+    rows, out = [], []
+    for (name, what, s), p_adj in zip(prim, adj):
+        v = verdict(s, p_adj, *(("OPeN ahead", "OPeN behind") if name == "P3" else ("above 0", "below 0")))
+        bonf = one_sample(s["values"], 1 - ALPHA / FAMILY) if s["n"] >= 2 else s
+        rows.append([name, what, str(s["n"]), _fmt(s["mean"]), _fmt(s["std"], False), _ci(s), _ci(bonf),
+                     "n/a" if s["p"] is None else f"{s['p']:.4f}", "n/a" if p_adj is None else f"{p_adj:.4f}", v])
+        out.append((name, what, s, p_adj, v))
+    lines = ["### The primary family", "",
+             "Points of test top-1, paired by seed; two-sided t-tests of mean 0, Holm-adjusted over the three; the "
+             "Bonferroni interval (98.33%) holds for the three together.", "",
+             *markdown_table(["", "quantity", "n", "mean", "std", "95% interval", "98.33% interval", "p",
+                              "Holm p", "verdict"], rows), ""]
+    return lines, out
+
+
+def _baselines(runs: Path) -> list[str]:
+    best, tops = best_baseline(runs)
+    rows = []
+    for m in (*BASELINES, "open", *(f"open_{loss}" for loss in LOSSES)):
+        vals = [v for v in (top1(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+        d = one_sample([g for g in (gain(runs, MAIN, s, b=m) for s in BASELINE_SEEDS) if g is not None]) \
+            if m in BASELINES else None
+        mine = [v for v in (test_minority(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+        rows.append([LABELS[m] + (" (best)" if m == best else ""), _mean_std(vals),
+                     "" if d is None else f"{_fmt(d['mean'])} {_ci(d)} (n={d['n']})", _mean_std(mine)])
+    lines = ["### The baselines a user would pick (main cell, seeds 0-9)", "",
+             "Test top-1 (%), mean +- std; OPeN minus each baseline paired by seed with its 95% t-interval "
+             "(secondary, except against the best: P3).", "",
+             *markdown_table(["method", "top-1", "OPeN - method", "minority half (test)"], rows), ""]
+    for loss in LOSSES:
+        d = one_sample([g for g in (gain(runs, MAIN, s, f"open_{loss}", f"erm_{loss}") for s in BASELINE_SEEDS)
+                        if g is not None])
+        lines.append(f"- {LABELS['open_' + loss]} - {LABELS['erm_' + loss]}: {_fmt(d['mean'])} {_ci(d)} "
+                     f"over {d['n']} seeds (secondary).")
+    return lines + [""]
+
+
+def _subsets(runs: Path) -> list[str]:
+    rows = []
+    for cell in (MAIN, LONG):
+        for other in ("drs", "rs"):
+            by_subset = [g for g in (gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)) if g is not None]
+            by_seed = [g for g in (gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS) if g is not None]
+            d = one_sample(by_subset)
+            rows.append([f"`{cell}`", f"OPeN - {LABELS[other]}", f"{_fmt(d['mean'])} {_ci(d)}", str(d["n"]),
+                         _fmt(d["std"], False),
+                         _fmt(statistics.stdev(by_seed) if len(by_seed) > 1 else None, False) + f" (n={len(by_seed)})"])
+    return ["### The long-tailed subset (secondary)", "",
+            "Seed 0 on the subsets `subset_seed` 0 (the standard one), 10, 11, 12 and 13: the difference over "
+            "subsets with its 95% t-interval, and the subset-to-subset std next to the seed-to-seed std (seeds "
+            "0-4 on subset 0).", "",
+            *markdown_table(["cell", "difference", "mean over subsets", "subsets", "std over subsets",
+                             "std over seeds"], rows), ""]
+
+
+def _for_users(prim: list[tuple[str, str, dict, float | None, str]]) -> list[str]:
+    (_, _, _, _, v1), (_, _, _, _, v2), (_, what3, s3, _, v3) = prim
+    if "incomplete" in (v1, v2):
+        memo = "The memorization test is not finished: no verdict on the claim yet."
+    elif v1 == "above 0" and v2 == "above 0":
+        memo = "Both data sizes support the claim that memorization drives OPeN's gain over DRS."
+    elif "above 0" in (v1, v2):
+        memo = ("One data size supports the claim that memorization drives OPeN's gain over DRS "
+                f"(n_max 1000: {v1}; n_max 6000: {v2}).")
+    else:
+        memo = f"Neither data size supports the claim (n_max 1000: {v1}; n_max 6000: {v2})."
+    best = ("The comparison with the best baseline is not finished." if v3 == "incomplete" else
+            f"Against the best baseline on the main cell ({what3.split('(')[-1].rstrip(')')}), OPeN is "
+            f"{_fmt(s3['mean'])} points {_ci(s3)} over {s3['n']} seeds: {v3}.")
+    return ["### For users", "", f"{memo} {best}", ""]
+
+
+def section(runs: Path) -> list[str]:
+    """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
+    specs = evidence.planned(runs)
+    done = sum((s.folder(runs) / "eval.json").exists() for s in specs)
+    head = ["## Pre-registered evidence study", "",
+            "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
+            "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",
+            f"**{done} of {len(specs)} planned runs are done**" + (
+                "" if done == len(specs) and evidence.twins(runs) else
+                " (the twins' runs are planned once the pilots are in): what follows is incomplete and provisional") + ".", ""]
+    prim_lines, prim = _primary_table(runs)
+    return [*head, *_pilots(runs), *_two_by_two(runs), *prim_lines, *_baselines(runs), *_subsets(runs),
+            *_for_users(prim), "### Deviations from the pre-registration", "",
+            *(f"- {d}" for d in DEVIATIONS), ""]
