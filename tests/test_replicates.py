@@ -34,19 +34,13 @@ def nine_runs(tmp_path_factory):
 
 
 def test_t_quantiles():
-    assert t_quantile(1) == 12.706205 and t_quantile(2) == 4.302653 and t_quantile(4) == 2.776445
-    assert t_quantile(4, 0.99) == 4.604095
-    from scipy import stats
-
-    for level in (0.95, 0.99):
-        for df in range(1, 31):
-            assert t_quantile(df, level) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), abs=1e-6), (level, df)
-        for df in (31, 40, 60, 120, 1000):
-            assert t_quantile(df, level) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), abs=2e-3), (level, df)
+    assert t_quantile(1) == pytest.approx(12.706205, abs=1e-6) and t_quantile(4) == pytest.approx(2.776445, abs=1e-6)
+    assert t_quantile(4, 0.99) == pytest.approx(4.604095, abs=1e-6)
+    assert t_quantile(4, 1 - 0.05 / 6) == pytest.approx(4.851008, abs=1e-6)  # Bonferroni for six
     with pytest.raises(ValueError):
         t_quantile(0)
     with pytest.raises(ValueError, match="confidence level"):
-        t_quantile(3, 0.9)
+        t_quantile(3, 1.0)
 
 
 def test_mean_interval():

@@ -322,3 +322,13 @@ def section(runs: Path) -> list[str]:
     return [*head, *_pilots(runs), *_two_by_two(runs), *prim_lines, *_baselines(runs), *_subsets(runs),
             *_for_users(prim), "### Deviations from the pre-registration", "",
             *(f"- {d}" for d in DEVIATIONS), ""]
+
+
+def section_status(runs: Path) -> str:
+    """One sentence for the README: how far the evidence study is, and its verdicts so far."""
+    specs = evidence.planned(runs)
+    done = sum((s.folder(runs) / "eval.json").exists() for s in specs)
+    _, prim = _primary_table(runs)
+    words = "; ".join(f"{name} ({what.split(':')[0]}): {v}" for name, what, _, _, v in prim)
+    return (f"{done} of the {len(specs)} runs it reads are done so far, the reused ones included ({words}); "
+            "see RESULTS.md.")

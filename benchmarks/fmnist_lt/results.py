@@ -21,16 +21,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import evidence_results  # noqa: E402
+import readme_block  # noqa: E402
 import study  # noqa: E402
+from study_runs import LABELS, LT_KEYS, METHOD_ORDER, Study, metric  # noqa: E402,F401
+from study_runs import paired as _paired  # noqa: E402
+from study_runs import values as _values  # noqa: E402
 from purenoise.tables import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RULE_COMMIT = "41daff1"  # the commit that fixed the main cell's rule in select_cell.py
-METHOD_ORDER = ("erm", "rs", "drs", "open")
-LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "noise_aug": "noise_aug",
-          "open_bn_standard": "OPeN, standard BN", "open_bn_aux": "OPeN, auxiliary BN",
-          "open_features": "OPeN, DAR-BN noise_grad features", "open_delta_1of6": "OPeN, delta 1/6",
-          "open_delta_3of6": "OPeN, delta 3/6"}
 CELL_TITLES = {
     "fmnist_lt_r100_n1000": "n_max 1000, widths x1 (16-32-64), 200 epochs",
     "fmnist_lt_r100_n1000_w2": "n_max 1000, widths x2 (32-64-128), 200 epochs",
@@ -39,7 +38,9 @@ CELL_TITLES = {
     "fmnist_lt_r100": "n_max 6000, widths x1, 30 epochs (the short reference)",
 }
 DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"), ("open", "rs"))
-CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"))
+# The orderings of the paper's Table 1 (CIFAR-10-LT 100: OPeN 84.6 > DRS 83.0 > ERM 79.6 > RS 75.1).
+CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"), ("drs", "rs"), ("open", "rs"))
+BONFERRONI = 1 - 0.05 / len(CLAIMS)  # the level at which a cell's orderings hold together
 # The paper's and the reproduction's top-1 (%), WRN-28-10 (docs/method.md, section 4), to compare with.
 PAPER = [
     ("CIFAR-10-LT, ratio 100", 79.6, 75.1, 83.0, 84.6, "paper Table 1"),
@@ -53,75 +54,6 @@ PAPER_BN = [("CIFAR-10-LT 100", 81.45, 83.38, 84.64), ("CIFAR-100-LT 100", 49.18
 PAPER_DELTA = [(1, 83.23), (2, 85.04), (3, 84.34), (4, 84.23), (5, 83.31), (6, 80.01)]
 
 
-
-
-class Study:
-    """The finished runs, by cell and method, as seed replicates."""
-
-    def __init__(self, runs: Path) -> None:
-        from purenoise.replicates import Replicates
-        from purenoise.runs import load_run
-
-        self.root = runs
-        self.groups: dict[tuple[str, str], Replicates] = {}
-        planned = [s for name in ("regime", "main-cell", "wide") for s in study.plan(name, runs)]
-        self.planned = list(dict.fromkeys(planned))
-        # The x4 cell is trained only when no cheaper cell memorizes (study.run_all): optional once
-        # a main cell is chosen, required before.
-        self.main = json.loads((runs / study.MAIN_CELL_FILE).read_text()) if (runs / study.MAIN_CELL_FILE).exists() else None
-        optional = {study.WIDE_CELL} if self.main and self.main["cell"] != study.WIDE_CELL else set()
-        self.required = [s for s in self.planned if s.setting not in optional]
-        for spec in self.planned:
-            folder = spec.folder(runs)
-            if (folder / "eval.json").exists():
-                g = self.groups.setdefault((spec.setting, spec.method), Replicates(
-                    LABELS.get(spec.method, spec.method), [], []))
-                g.runs.append(load_run(folder))
-                g.seeds.append(spec.seed)
-        self.log = []
-        log = runs / "study_log.jsonl"
-        if log.exists():
-            entries = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-            self.log = list({e["run"]: e for e in entries}.values())  # a rerun counts once
-
-    def get(self, cell: str, method: str):
-        return self.groups.get((cell, method))
-
-    def done(self, cell: str) -> tuple[int, int]:
-        specs = [s for s in self.planned if s.setting == cell]
-        return sum((s.folder(self.root) / "eval.json").exists() for s in specs), len(specs)
-
-
-# ---------------------------------------------------------------------------- numbers
-def metric(run, key: str) -> float | None:
-    """A run's metric: eval.json's summaries, plus the training-set (memorization) ones."""
-    from purenoise.runs import minority_half_accuracy, summarize
-
-    ev = run.eval
-    if key == "train_minority_half":
-        acc = ev.get("train_per_class_acc")
-        return minority_half_accuracy(acc, ev["class_counts"]) if acc else None
-    if key == "gap_minority_half":
-        a, b = metric(run, "train_minority_half"), metric(run, "minority_half")
-        return None if a is None or b is None else a - b
-    if key in ev and key not in ("many", "medium", "few"):
-        return ev[key]
-    return summarize(run)[key]
-
-
-def _values(group, key: str) -> list[float]:
-    return [v for v in (metric(r, key) for r in group.runs) if v is not None] if group else []
-
-
-def _paired(a, b, key: str = "top1", level: float = 0.95) -> dict | None:
-    from purenoise.replicates import paired_difference
-
-    if a is None or b is None:
-        return None
-    return paired_difference(a, b, lambda r: metric(r, key), level)
-
-
-LT_KEYS = ("top1", "minority_half", "many", "medium", "few", "train_top1", "train_minority_half")
 
 
 def _method_rows(s: Study, cell: str, methods, keys=LT_KEYS) -> list[list[str]]:
@@ -172,17 +104,17 @@ def _claims_overview(s: Study) -> list[str]:
         d = _paired(s.get(c, a), s.get(c, b))
         if verdict_word(d) is None:
             return "-"
-        strict = verdict_word(_paired(s.get(c, a), s.get(c, b), level=0.99))
-        return f"{verdict_word(d)} ({100 * d['mean']:+.2f}); 99%: {strict}"
+        strict = verdict_word(_paired(s.get(c, a), s.get(c, b), level=BONFERRONI))
+        return f"{verdict_word(d)} ({100 * d['mean']:+.2f}); Bonferroni: {strict}"
 
-    claims = [*CLAIMS, ("open", "rs")]
-    rows = [[f"{LABELS[a]} > {LABELS[b]}" + ("" if (a, b) in CLAIMS else " (not a claim of the paper)"),
-             *(short(c, a, b) for c in cells)] for a, b in claims]
+    rows = [[f"{LABELS[a]} > {LABELS[b]}", *(short(c, a, b) for c in cells)] for a, b in CLAIMS]
     return ([f"Each ordering tested on paired top-1 in every cell: it **holds** when the 95% interval of the "
              "difference (in brackets: its mean, points) lies above 0, is **reversed** when it lies below 0, "
-             "and is not resolved when the interval contains 0; - : fewer than two paired seeds. "
-             f"\"99%\" gives the verdict of the 99% interval: the Bonferroni correction for the {len(claims)} "
-             "orderings tested in each cell (0.05 / 5 each), for a reader who wants the verdicts of a cell "
+             "and is not resolved when the interval contains 0 (no equivalence margin is tested here, so "
+             "\"not resolved\" never means \"the same\"); - : fewer than two paired seeds. Every ordering "
+             "follows from the paper's Table 1 (OPeN > DRS > ERM > RS on CIFAR-10-LT). \"Bonferroni\" gives the "
+             f"verdict of the {100 * BONFERRONI:.2f}% interval: the correction for the {len(CLAIMS)} orderings "
+             f"tested in each cell (0.05 / {len(CLAIMS)} each), for a reader who wants the verdicts of a cell "
              "to hold together.", ""]
             + markdown_table(["Ordering", *(f"`{c}`" for c in cells)], rows) + [""])
 
@@ -224,11 +156,16 @@ def _selection(s: Study) -> list[str]:
              f"Chosen by a rule on memorization alone (it reads no OPeN number): {choice['rule']}. The rule "
              f"is in `select_cell.py` since commit {RULE_COMMIT} ({_commit_time(RULE_COMMIT)}); the study's first "
              f"run finished at {min((e['finished'] for e in s.log), default='-')}, and its first OPeN run later.", ""]
-    rows = [[f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join(pct(a)
-                                                            for a in c["erm_train_top1"]),
-             "-" if c["mean"] is None else f"{100 * c['mean']:.2f}",
-             {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]] for c in choice["cells"]]
-    lines += markdown_table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2 (%)", "Mean", "≥ 99%?"], rows)
+    rows = []
+    for c in choice["cells"]:
+        now = select_cell.erm_memorization(s.root, c["cell"])  # measured now, unfinished cells included
+        rows.append([f"`{c['cell']}`", f"{c['pflop']:.3f}", ", ".join(pct(a) for a in c["erm_train_top1"]),
+                     ", ".join(pct(a) for a in now),
+                     {True: "yes", False: "no", None: "not decided"}[c["memorizes"]]])
+    lines += markdown_table(["Cell", "Training work (PFLOP)", "ERM train top-1, seeds 0-2, at the choice (%)",
+                             "The same now (%)", "≥ 99%?"], rows)
+    lines += ["", "The rule stopped at the first cell that memorizes, so cells it did not need were not decided; "
+              "the column \"now\" shows their ERM runs as they finished later."]
     if s.main is None:
         return lines + ["", "**Not chosen yet**: the cheapest cells are not all decided (their ERM runs are "
                         "not finished). `python benchmarks/fmnist_lt/select_cell.py` writes the choice once "
@@ -242,7 +179,7 @@ def write(runs: Path, out: Path) -> Path:
 
     s = Study(runs)
     done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.required)
-    total_s = sum(e["seconds"] for e in s.log)
+    total_s = sum(e["seconds"] for e in s.log)  # every logged part of every run
     pts = _headline_points(s)
     ahead = [p[0] for p in pts if p[3] > 0]
     lines = ["# Fashion-MNIST-LT: where pure noise pays off", "",
@@ -271,7 +208,8 @@ def write(runs: Path, out: Path) -> Path:
               "- **Schedule**: the paper's CIFAR shape (`configs/_base/fmnist_lt_paper.yaml`): 200 epochs, "
               "5 warm-up epochs, lr x0.01 at 160 and 180, DRS/OPeN from 160, weight decay 2e-4, batch 128, "
               "flip and crop; the short reference cell `fmnist_lt_r100` keeps its 30-epoch schedule "
-              "(`configs/_base/fmnist_lt.yaml`). DRS and OPeN branch from the ERM run of the same seed at "
+              "(`configs/_base/fmnist_lt.yaml`), which also differs in weight decay (5e-4) and warm-up (1 "
+              "epoch), so it differs from the long cell in more than its length. DRS and OPeN branch from the ERM run of the same seed at "
               "the defer epoch.",
               "- **Seeds and intervals**: the training seed changes the initialization and every sampling "
               "and augmentation draw; all seeds share one long-tailed subset (`subset_seed` 0, LDAM-DRW's). "
@@ -279,8 +217,10 @@ def write(runs: Path, out: Path) -> Path:
               "the number of comparisons made on this page.",
               f"- **Machine(s)**: {_machines(s.log)}; torch {_torch()}. CPU runs repeat bit for bit on one "
               "CPU model, not across models.",
-              f"- **Wall time**: {len(s.log)} runs logged, {total_s / 3600:.2f} h in all (on a shared machine: "
-              "times include other work).", ""]
+              f"- **Wall time**: {len(s.runs_logged)} runs logged, {total_s / 3600:.2f} h in all (on a shared "
+              "machine: times include other work). Every part of a run counts, the parts an interruption "
+              "ended included, as `study.py` logs them since 2026-12-06; runs trained by older code logged only "
+              "the part that finished them, so where those were resumed the total is a lower bound.", ""]
     lines += _selection(s)
     lines += ["## The headline: OPeN − DRS against memorization", ""]
     if pts:
@@ -319,7 +259,9 @@ def write(runs: Path, out: Path) -> Path:
         rows = _method_rows(s, cell, ("open_bn_standard", "open_bn_aux", "open", "open_features",
                                       "open_delta_1of6", "open_delta_3of6"))
         lines += markdown_table(METHOD_HEAD, rows) if rows else ["No run finished yet."]
-        lines += ["", "OPeN is DAR-BN with noise_grad classifier and delta 2/6 (the paper's code). Paired against it:", ""]
+        lines += ["", "OPeN is DAR-BN with noise_grad classifier and delta 2/6 (the paper's code). There is no "
+                  "validation split: these variants are compared on the test set, so a delta or BN mode picked "
+                  "from this table would be picked on test data. Paired against it:", ""]
         lines += markdown_table(["Variant − OPeN", "Top-1", "Minority half"],
                         [[LABELS[m], interval(_paired(s.get(cell, m), s.get(cell, "open"))),
                           interval(_paired(s.get(cell, m), s.get(cell, "open"), "minority_half"))]
@@ -429,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     path = write(Path(args.runs), Path(args.out))
     print(f"wrote {path}")
+    if Path(args.runs).resolve() == study.RUNS.resolve():  # the README summarizes the study's own runs
+        readme = study.REPO / "README.md"
+        changed = readme_block.update(readme, readme_block.render(Study(Path(args.runs))))
+        print(f"{'updated' if changed else 'unchanged'}: {readme}'s study summary")
     return 0
 
 

@@ -178,13 +178,14 @@ def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path, share_
     t0 = time.perf_counter()
     code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env(share_cpu))
     seconds = time.perf_counter() - t0
-    if code != 0:
-        raise SystemExit(f"run {out} failed with exit code {code}")
+    # Every part of a run is logged, one an interruption ended too, so the study's time adds up.
     entry = {"run": str(out.relative_to(runs)), "command": " ".join(spec.command(runs, extra)),
              "seconds": round(seconds, 1), "parent": spec.parent, "machine": _machine(),
-             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "exit_code": code}
     with log.open("a") as f:
         f.write(json.dumps(entry) + "\n")
+    if code != 0:
+        raise SystemExit(f"run {out} failed with exit code {code}")
     return seconds
 
 

@@ -24,21 +24,8 @@ from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
 __all__ = ["Replicates", "group_replicates", "shared_key", "t_quantile", "LEVELS", "mean_interval", "paired_difference",
            "mean_std_per_position"]
 
-# Two-sided 95% quantiles of Student's t for 1 ... 30 degrees of freedom (standard tables).
-# Two-sided quantiles of Student's t (scipy.stats.t.ppf, 6 decimals) for df 1..30, by confidence
-# level: 95% for one comparison, 99% for five at once (Bonferroni: 0.05 / 5 each).
-_T_TABLE = {
-    0.95: (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
-           2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
-           2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
-           2.048407, 2.045230, 2.042272),
-    0.99: (63.656741, 9.924843, 5.840909, 4.604095, 4.032143, 3.707428, 3.499483, 3.355387, 3.249836,
-           3.169273, 3.105807, 3.054540, 3.012276, 2.976843, 2.946713, 2.920782, 2.898231, 2.878440,
-           2.860935, 2.845340, 2.831360, 2.818756, 2.807336, 2.796940, 2.787436, 2.778715, 2.770683,
-           2.763262, 2.756386, 2.749996),
-}
-_Z = {0.95: 1.959964, 0.99: 2.575829}  # the normal quantiles the t quantiles tend to
-LEVELS = tuple(_T_TABLE)
+# The confidence levels reports use: 95% for one comparison, 99% for a family of five (Bonferroni).
+LEVELS = (0.95, 0.99)
 _SEED_SUFFIX = re.compile(r"[_\-.](?:s|seed)[_\-]?\d+$")
 
 
@@ -107,17 +94,16 @@ def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
 def t_quantile(df: int, level: float = 0.95) -> float:
     """Two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (``df >= 1``).
 
-    ``level`` is 0.95 or 0.99 (:data:`LEVELS`). Table values up to 30; above, the Cornish-Fisher
-    expansion around the normal quantile, within 2e-3 of the exact value there.
+    ``scipy.stats.t.ppf(0.5 + level / 2, df)``, for any level in (0, 1): 0.95 for one comparison,
+    ``1 - 0.05 / k`` for a Bonferroni family of ``k``.
     """
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if level not in _T_TABLE:
-        raise ValueError(f"confidence level must be one of {LEVELS}, got {level}")
-    if df <= len(_T_TABLE[level]):
-        return _T_TABLE[level][df - 1]
-    z = _Z[level]
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be between 0 and 1 (exclusive), got {level}")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
