@@ -18,6 +18,7 @@ from purenoise.darbn import (
 from purenoise.errors import ConfigError, DataError, DataNotFoundError, ModelError, PureNoiseError
 from purenoise.noise import PureNoise, channel_stats
 from purenoise.open import OPeN
+from purenoise.schedule import OPeNSchedule
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "PureNoise",
     "channel_stats",
     "OPeN",
+    "OPeNSchedule",
     "DARBatchNorm2d",
     "AuxBatchNorm2d",
     "convert_darbn",

@@ -117,3 +117,24 @@ def test_corrupt_cached_file_is_a_model_error():
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="could not be loaded"):
         create_model("resnet18", 7, pretrained=True, download=False)
+
+
+def test_small_input_stem_keeps_the_resolution_of_small_images():
+    """torchvision's resnet18 with ``small_input``: 3x3 stride-1 stem, no max-pool, any channels."""
+    import torch
+    from torch import nn
+
+    from purenoise.errors import ModelError
+    from purenoise.models import create_model
+
+    m = create_model("resnet18", 10, in_chans=1, small_input=True)
+    assert m.conv1.kernel_size == (3, 3) and m.conv1.stride == (1, 1) and m.conv1.in_channels == 1
+    assert isinstance(m.maxpool, nn.Identity)
+    feats = {}
+    m.layer1.register_forward_hook(lambda mod, i, o: feats.update(layer1=o.shape))
+    assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert feats["layer1"][-2:] == (28, 28)  # ImageNet's stem would leave 7x7
+    plain = create_model("resnet18", 10)
+    assert plain.conv1.kernel_size == (7, 7)
+    with pytest.raises(ModelError, match="small_input"):
+        create_model("mobilenet_v3_small", 10, small_input=True)

@@ -10,8 +10,10 @@ images (unlike ``torch.multinomial``'s 2^24 categories).
 Determinism and DDP: the draw for an epoch comes from ``numpy.random.default_rng([seed, epoch])``
 (never a global RNG). All ranks compute the same global draw of ``ceil(num_samples / R) * R``
 indices and rank ``r`` takes positions ``r, r + R, r + 2R, ...``, so the shares are disjoint and
-their union, interleaved, is the global draw. Call ``set_epoch(e)`` before each epoch, as with
-``DistributedSampler``.
+their union, interleaved, is the global draw. Each pass over a class-aware sampler draws the epoch
+it is set to and then moves on to the next one, so a plain loop over a DataLoader gets a new order
+every epoch without calling anything; ``set_epoch(e)`` (as with ``DistributedSampler``) chooses
+the epoch explicitly, for a resume. Either way the order is a function of the seed and the epoch.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ class ClassAwareSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the draw for ``epoch`` (same on every rank)."""
+        """Select the draw of the next pass: that of ``epoch`` (the same on every rank)."""
         self.epoch = _check_seed("epoch", epoch)
 
     def global_draw(self, epoch: int | None = None) -> np.ndarray:
@@ -131,12 +133,16 @@ class ClassAwareSampler(Sampler[int]):
         return self._order[self._starts[cls] + within]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.global_draw()[self.rank :: self.num_replicas].tolist())
+        """This rank's share of the current epoch's draw; the next pass draws the following epoch."""
+        draw = self.global_draw()[self.rank :: self.num_replicas].tolist()
+        self.epoch += 1  # a loop that never calls set_epoch still sees a new order each epoch
+        return iter(draw)
 
     def __len__(self) -> int:
         return self.samples_per_rank
 
     def state_dict(self) -> dict[str, int]:
+        """The seed and the epoch the next pass will draw."""
         return {"epoch": self.epoch, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

@@ -143,6 +143,8 @@ def create_model(
         download: allow downloading torchvision weights that are not in the torch hub cache. With
             ``False``, missing weights raise :class:`ModelError` saying where to put the file.
         **kwargs: passed to the model's factory (e.g. ``dropout=0.3``, ``use_norm=True``).
+            torchvision ResNets take ``small_input=True``: the small-image stem (3x3 stride-1
+            convolution, no max-pool) for 28-64 px inputs such as CIFAR or Fashion-MNIST.
 
     Returns:
         The model, in training mode, on the CPU.

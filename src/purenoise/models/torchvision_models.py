@@ -89,13 +89,30 @@ def _adapt_stem(model: nn.Module, name: str, in_chans: int, pretrained: bool) ->
         model.transform_input = False
 
 
+def _small_input_stem(model: nn.Module, name: str, in_chans: int) -> None:
+    """Give a ResNet-style model the small-image stem: a 3x3 stride-1 convolution and no max-pool.
+
+    ImageNet's stem (7x7 stride 2, then a stride-2 max-pool) shrinks a 28-32 px image to 7-8 px
+    before the first block; CIFAR ResNets and the paper's networks keep the full resolution. The
+    new convolution is freshly initialized (pretrained 7x7 filters do not fit it).
+    """
+    conv, pool = getattr(model, "conv1", None), getattr(model, "maxpool", None)
+    if not isinstance(conv, nn.Conv2d) or not isinstance(pool, nn.MaxPool2d):
+        raise ModelError(f"small_input applies to torchvision ResNet-style models (a conv1 and maxpool stem); "
+                         f"{name!r} has none: use a resnet*/resnext*/wide_resnet* model or drop small_input")
+    model.conv1 = nn.Conv2d(in_chans, conv.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+
+
 def create(name: str, num_classes: int, *, in_chans: int = 3, pretrained: bool = False,
-           download: bool = True, **kwargs) -> nn.Module:
+           download: bool = True, small_input: bool = False, **kwargs) -> nn.Module:
     """Build torchvision model ``name``; see :func:`purenoise.models.create_model`.
 
     With ``pretrained``, the ``DEFAULT`` weights are loaded from the torch hub cache (downloaded
     first when missing and ``download`` is true) and the classifier is replaced unless
-    ``num_classes`` equals the number of classes the weights were trained on.
+    ``num_classes`` equals the number of classes the weights were trained on. ``small_input``
+    rebuilds a ResNet's stem for 28-64 px images (:func:`_small_input_stem`).
     """
     builder = get_model_builder(name)
     use_norm = bool(kwargs.pop("use_norm", False))
@@ -132,6 +149,8 @@ def create(name: str, num_classes: int, *, in_chans: int = 3, pretrained: bool =
         replace_classifier(model, num_classes, use_norm=use_norm)
     elif use_norm:
         replace_classifier(model, num_classes, use_norm=True)
-    if in_chans != 3:
+    if small_input:
+        _small_input_stem(model, name, in_chans)
+    elif in_chans != 3:
         _adapt_stem(model, name, in_chans, pretrained)
     return model
