@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from purenoise.cli import main
+from tests.helpers import cli_error
 from purenoise.config import SCHEMA, apply_overrides, load_config, parse_override, validate_config
 from purenoise.errors import ConfigError, PureNoiseError
 
@@ -29,14 +29,7 @@ def _write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 
 
 def _cli_error(capsys, *argv: str) -> str:
-    """Run the CLI, expect exit code 2 and one clean message; return the message."""
-    capsys.readouterr()
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("purenoise: error: ") and err.count("purenoise: error:") == 1
-    assert "Traceback" not in err
-    return err
+    return cli_error(capsys, *argv)
 
 
 @pytest.fixture
@@ -265,3 +258,22 @@ def test_yaml_values_a_checkpoint_cannot_hold_are_refused_when_loading(tmp_path)
         load_config(path)
     path = _write(tmp_path, "dataset: folder\nmodel: resnet_small\nmodel_options:\n  when: '2024-01-31'\n")
     assert load_config(path)["model_options"] == {"when": "2024-01-31"}
+
+
+def test_milestones_beyond_the_run_are_scaled_or_refused_never_kept(tmp_path, capsys):
+    """A short run must still decay its lr: defaults and a file's milestones under --set epochs are
+    scaled (and said), milestones the user sets beyond the run are refused naming the key."""
+    from purenoise.config import load_config
+
+    no_ms = _write(tmp_path, yaml.safe_dump({**BASE, "epochs": 12, "defer_epoch": 9}), "a.yaml")
+    assert load_config(no_ms)["milestones"] == [9, 10]  # the default 160, 180 at 80% and 90%
+    assert "milestones not set" in capsys.readouterr().out
+    paper = _write(tmp_path, yaml.safe_dump({**BASE, "epochs": 200, "defer_epoch": 160,
+                                             "milestones": [160, 180]}), "b.yaml")
+    assert load_config(paper, ["epochs=12", "defer_epoch=9"])["milestones"] == [9, 10]
+    assert "milestones [160, 180] scaled to [9, 10]" in capsys.readouterr().out
+    assert load_config(paper)["milestones"] == [160, 180]  # a full run keeps them
+    with pytest.raises(ConfigError, match="'milestones'.*beyond the last epoch"):
+        load_config(paper, ["epochs=12", "defer_epoch=9", "milestones=[160,180]"])
+    err = _cli_error(capsys, "train", "-c", str(paper), "-o", str(tmp_path / "r"), "--set", "defer_epoch=300")
+    assert "defer_epoch" in err

@@ -381,12 +381,12 @@ def test_aux_bn_classifier_mode_stops_gradient_at_input():
     assert model[1].aux_bn.weight.grad.abs().sum() > 0
 
 
-def test_single_natural_value_per_channel_is_refused_like_batchnorm():
+def test_single_natural_value_per_channel_is_beta_and_not_recorded():
     layer = DARBatchNorm2d(4)
-    with pytest.raises(ValueError, match="1 natural row at 1x1"):
-        with noise_routing(layer, 3):
-            layer(torch.randn(4, 4, 1, 1))
-    assert torch.isfinite(layer.running_var).all()
+    with pytest.warns(UserWarning, match="one value per channel"), noise_routing(layer, 3):
+        y = layer(torch.randn(4, 4, 1, 1))  # BatchNorm refuses it; DAR-BN treats it as a lone noise value
+    torch.testing.assert_close(y[:1].flatten(), layer.bias.detach(), atol=1e-4, rtol=0)
+    assert torch.equal(layer.running_var, torch.ones(4)) and int(layer.num_batches_tracked) == 0
     with noise_routing(layer, 1):  # two natural rows are fine, and so is one noise row
         y = layer(torch.randn(3, 4, 1, 1))
     torch.testing.assert_close(y[2:].flatten(), layer.bias.detach())  # no variance: just beta

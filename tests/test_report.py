@@ -300,3 +300,18 @@ def test_run_with_only_a_config(tmp_path):
     assert "metrics.jsonl is missing" in text and "eval.json is missing" in text
     assert "![" not in text and not list(d.glob("*.png"))
     assert format_table(d).splitlines()[-1] == "* erm: no eval.json (0/10 epochs logged)"
+
+
+def test_report_says_whether_open_should_help(tmp_path):
+    """With the ERM runs' training-set diagnostic, the report has the section `compare` ends with."""
+    runs = [write_run(tmp_path, m) for m in ("erm", "drs", "open")]
+    for d in runs:
+        ev = json.loads((d / "eval.json").read_text())
+        ev["train_per_class_acc"] = [1.0] * len(COUNTS)
+        ev["train_at_defer"] = {"epoch": 6, "train_per_class_acc": [1.0] * (len(COUNTS) - 1) + [0.0]}
+        ev["noise_pred_hist"] = [0] * (len(COUNTS) - 1) + [1000]
+        (d / "eval.json").write_text(json.dumps(ev))
+    text = make_report(runs, out_dir=tmp_path / "rep").read_text()
+    assert "## Should OPeN help here?" in text and "the study found" in text.lower()
+    plain = make_report([write_run(tmp_path / "x", "erm")], out_dir=tmp_path / "rep2").read_text()
+    assert "Should OPeN help here?" not in plain  # no training-set diagnostic: no section

@@ -106,3 +106,25 @@ def update(readme: Path, lines: list[str]) -> bool:
 
         atomic_write_text(readme, new)
     return new != text
+
+
+def findings(s: Study) -> dict:
+    """The regime study's cells as data, for ``purenoise compare`` and ``report`` to quote.
+
+    Per cell with paired seeds: how far its DRS runs fit the minority half (training accuracy and
+    its gap to test accuracy, in points) and OPeN - DRS with its 95% interval (points).
+    """
+    cells = []
+    for cell in (X1, MAIN, LONG, SHORT):
+        d = paired(s.get(cell, "open"), s.get(cell, "drs"))
+        train = values(s.get(cell, "drs"), "train_minority_half")
+        gap = values(s.get(cell, "drs"), "gap_minority_half")
+        if d is None or d["lo"] is None or not train:
+            continue
+        cells.append({"cell": cell, "drs_train_minority_half": round(100 * statistics.fmean(train), 2),
+                      "drs_gap_minority_half": round(100 * statistics.fmean(gap), 2),
+                      "open_minus_drs": {k: round(100 * d[k], 2) for k in ("mean", "lo", "hi")},
+                      "seeds": d["n"], "verdict": _word(d)})
+    return {"source": "benchmarks/fmnist_lt/RESULTS.md (Fashion-MNIST-LT, ratio 100, resnet_small, CPU)",
+            "cells": cells}
+

@@ -375,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         readme = study.REPO / "README.md"
         changed = readme_block.update(readme, readme_block.render(Study(Path(args.runs))))
         print(f"{'updated' if changed else 'unchanged'}: {readme}'s study summary")
+        from purenoise.fileio import atomic_write_json
+
+        target = study.REPO / "src" / "purenoise" / "findings.json"  # quoted by compare and report
+        atomic_write_json(target, readme_block.findings(Study(Path(args.runs))))
+        print(f"wrote {target}")
     return 0
 
 

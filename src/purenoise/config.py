@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import difflib
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Any
 
 import yaml
 
+from purenoise.config_checks import check_options, cross_checks, scale_milestones, where_text
+from purenoise.config_io import load_config_file, load_yaml, merge, not_plain, shown
 from purenoise.errors import ConfigError
 from purenoise.schemes import (
     BN_MODES,
     CLASS_AWARE_SAMPLINGS,
-    DEFERRED_SCHEMES,
     NOISE_GRAD_MODES,
     NOISE_PASSES,
     SCHEMES,
@@ -97,6 +97,8 @@ def _betas(v):
     return None
 
 
+#: Largest magnitude of a number key: training computes in float32 and int64, which hold no more.
+_FLOAT_MAX, _INT_MAX = 3.4028234663852886e38, 2**63 - 1
 INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (float, int), (str,), (bool,), (list,), (dict,)
 
 SCHEMA: dict[str, Field] = {
@@ -126,7 +128,7 @@ SCHEMA: dict[str, Field] = {
     "defer_epoch": Field(INT, None, "epoch at which drs/open switch to class-balanced sampling (and noise)", check=_range(0), nullable=True, scope=OWN),
     "delta": Field(FLOAT, 1 / 3, "OPeN replacement strength: p_c = delta * (1 - n_c / n_max)", check=_range(0, 1), scope=OWN),
     "noise": Field(STR, "gaussian", "pure-noise distribution", choices=("gaussian", "uniform"), scope=SHARED),
-    "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4)", check=_range(0, lo_open=True), scope=OWN),
+    "noise_ratio": Field(FLOAT, 0.25, "noise_aug: noise images added per natural image (0.25 is the paper's 1:4; at most 16)", check=_range(0, 16, lo_open=True), scope=OWN),
     "bn_mode": Field(STR, "darbn", "how BatchNorm treats noise rows", choices=BN_MODES, scope=OWN),
     "noise_grad": Field(STR, "classifier", "where noise gradients reach", choices=NOISE_GRAD_MODES, scope=OWN),
     "noise_pass": Field(STR, "auto", "'split': noise rows take their own forward pass (same result, skips their zero gradients), 'joint': one pass, 'auto': split where exact", choices=NOISE_PASSES, scope=OWN),
@@ -164,99 +166,14 @@ SCHEMA: dict[str, Field] = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-4`` as a number as YAML 1.2 does.
-
-    YAML 1.1 (PyYAML) needs a dot in a float's mantissa, so ``lr: 1e-4`` or ``--set lr=1e-4``
-    would be the string '1e-4' and fail type checking for no reason a user can see.
-    """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-
-
-def _where(source: str | None) -> str:
-    return f" in {source}" if source else ""
+_where = where_text  # `` in FILE`` for messages about a config read from FILE
 
 
 def _closest(key: str, valid: Iterable[str]) -> str:
+    if len(key) > 64:  # no key is that long; and matching it would be slow
+        return ""
     match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     return f" Did you mean '{match[0]}'?" if match else ""
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {path} is not UTF-8 text ({e}); is it really a YAML config?") from None
-    try:
-        data = _load_yaml(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"YAML syntax error in {path}{line}: {e.problem or e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"YAML error in {path}: {e}") from None
-    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
-        # PyYAML's constructors raise these for values that look typed but are not valid, e.g.
-        # the date 2020-02-30 or "!!int x"; they carry no line number.
-        raise ConfigError(
-            f"a value in {path} cannot be read as YAML ({type(e).__name__}: {e}); quote it if it is "
-            f"meant as text, e.g. name: '2020-02-30'"
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
-    bad = [k for k in data if not isinstance(k, str)]
-    if bad:
-        raise ConfigError(f"config keys must be strings, found {bad!r} in {path}")
-    return data
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in top.items():
-        if k.endswith("_options") and isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **copy.deepcopy(v)}
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def _load_file(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
-    try:
-        path = path.resolve()
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        where = f" (base of {stack[-1]})" if stack else ""
-        raise ConfigError(f"config path {str(path)!r}{where} is not a usable file name: {e}") from None
-    if path in stack:
-        chain = " -> ".join(str(p) for p in (*stack, path))
-        raise ConfigError(f"config inheritance loops: {chain}")
-    data = _read_yaml(path)
-    bases = data.pop("base", None)
-    if bases is None:
-        return data
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"'base' in {path} must be a path or a list of paths, got {bases!r}")
-    merged: dict[str, Any] = {}
-    for b in bases:
-        merged = _merge(merged, _load_file(path.parent / b, (*stack, path)))
-    return _merge(merged, data)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -268,9 +185,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     try:
-        value = _load_yaml(raw) if raw.strip() else ""
-    except Exception:  # not YAML (or a date like 2020-02-30 that YAML cannot build): plain text
-        value = raw
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+    except ConfigError:  # valid YAML, but too large or endless once its aliases are expanded
+        raise
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
+        value = raw  # not YAML (or a date like 2020-02-30 that YAML cannot build): plain text
     return key, value
 
 
@@ -295,32 +214,6 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return cfg
 
 
-_PLAIN = (type(None), bool, int, float, str)
-
-
-def _not_plain(value: Any, where: str) -> tuple[str, Any] | None:
-    """``(key path, value)`` of the first entry that is not plain data (null, bool, number, string,
-    list or mapping), else ``None``. Checkpoints store the config and load only plain data, so a
-    YAML date or set would otherwise fail at the first checkpoint, after an epoch of training."""
-    if type(value) in _PLAIN:
-        return None
-    if type(value) is dict:
-        for k, v in value.items():
-            if type(k) not in _PLAIN:
-                return f"{where} (key {k!r})", k
-            found = _not_plain(v, f"{where}.{k}")
-            if found:
-                return found
-        return None
-    if type(value) in (list, tuple):
-        for i, v in enumerate(value):
-            found = _not_plain(v, f"{where}[{i}]")
-            if found:
-                return found
-        return None
-    return where, value
-
-
 def _type_name(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              list: "a list", dict: "a mapping"}
@@ -337,7 +230,7 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[s
     if unknown:
         k = unknown[0]
         raise ConfigError(
-            f"unknown config key '{k}'{_where(source)}.{_closest(str(k), SCHEMA)} "
+            f"unknown config key {shown(k)}{_where(source)}.{_closest(str(k), SCHEMA)} "
             f"Valid keys: {', '.join(sorted(SCHEMA))}"
         )
     cfg: dict[str, Any] = {}
@@ -358,56 +251,41 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> dict[s
         if not ok:
             raise ConfigError(
                 f"config key '{key}'{_where(source)} must be {_type_name(field.types)}, "
-                f"got {value!r} ({type(value).__name__}): {field.help}"
+                f"got {shown(value)} ({type(value).__name__}): {field.help}"
             )
-        found = _not_plain(value, key)
+        found = not_plain(value, key)
         if found:
             where, bad = found
             raise ConfigError(
-                f"config key '{where}'{_where(source)} is {bad!r} ({type(bad).__name__}); values must be "
+                f"config key '{where}'{_where(source)} is {shown(bad)} ({type(bad).__name__}); values must be "
                 "numbers, strings, true/false, null, lists or mappings (quote dates and other special "
                 "YAML values, e.g. '2024-01-31')"
             )
-        if float in field.types and isinstance(value, (int, float)):
-            if not math.isfinite(value):
+        if isinstance(value, (int, float)) and not is_bool:
+            if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"config key '{key}'{_where(source)} must be finite, got {value!r}")
-            value = float(value)
+            largest = _FLOAT_MAX if float in field.types else _INT_MAX
+            if abs(value) > largest:
+                raise ConfigError(f"config key '{key}'{_where(source)} is {shown(value)}, beyond the largest number "
+                                  f"training computes with ({largest:.3g}): {field.help}")
+            value = float(value) if float in field.types else value
         if field.choices is not None and value not in field.choices:
             raise ConfigError(
-                f"config key '{key}'{_where(source)} is {value!r}; valid values: "
+                f"config key '{key}'{_where(source)} is {shown(value)}; valid values: "
                 f"{', '.join(map(str, field.choices))}.{_closest(str(value), map(str, field.choices))}"
             )
         if field.check is not None:
             problem = field.check(value)
             if problem:
-                raise ConfigError(f"config key '{key}'{_where(source)} {problem}, got {value!r}: {field.help}")
+                raise ConfigError(f"config key '{key}'{_where(source)} {problem}, got {shown(value)}: {field.help}")
         cfg[key] = copy.deepcopy(value)
-    _cross_checks(cfg, source)
+    check_options(cfg, source)
+    cross_checks(cfg, source, {"milestones": "milestones" in raw})
     return cfg
 
 
-def _cross_checks(cfg: dict[str, Any], source: str | None) -> None:
-    where = _where(source)
-    if cfg["method"] in DEFERRED_SCHEMES:
-        if cfg["defer_epoch"] is None:
-            raise ConfigError(
-                f"method '{cfg['method']}'{where} needs 'defer_epoch', the epoch at which it switches "
-                f"to class-balanced sampling (the paper: 160 of 200)"
-            )
-    if cfg["defer_epoch"] is not None and cfg["defer_epoch"] > cfg["epochs"]:
-        raise ConfigError(
-            f"config key 'defer_epoch'{where} is {cfg['defer_epoch']}, beyond the last epoch "
-            f"(epochs = {cfg['epochs']}); it must be between 0 and {cfg['epochs']}"
-        )
-    if cfg["warmup_epochs"] > cfg["epochs"]:
-        raise ConfigError(
-            f"config key 'warmup_epochs'{where} is {cfg['warmup_epochs']}, longer than the run "
-            f"(epochs = {cfg['epochs']})"
-        )
-    if cfg["amp"] == "fp16" and cfg["device"] == "cpu":
-        raise ConfigError(f"amp 'fp16'{where} needs a CUDA device; use amp 'bf16' on the CPU")
-
-
+#: Options that purenoise passes to the dataset, model and loss factories itself, and what to do
+#: instead: the same option in ``*_options`` would be given twice.
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
@@ -428,11 +306,13 @@ def load_config(
     source = None
     if path is not None:
         source = str(path)
-        raw = _merge(raw, _load_file(Path(path), ()))
+        raw = merge(raw, load_config_file(Path(path)))
         if raw.get("name") is None:
             p = Path(path)
             raw["name"] = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
-    raw = apply_overrides(raw, overrides)
+    overrides = list(overrides)
+    set_here = {parse_override(item)[0] for item in overrides}
+    raw = scale_milestones(raw, apply_overrides(raw, overrides), source, "milestones" in set_here)
     return validate_config(raw, source)
 
 

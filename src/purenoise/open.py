@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from purenoise.marks import mark_noise_rows
 from purenoise.noise import PureNoise
 
 __all__ = ["OPeN", "NoiseAugment", "replacement_probs"]
@@ -187,6 +188,7 @@ class OPeN:
             if self._norm is not None:
                 noise = (noise - consts[1]) * consts[2]
             rows.copy_(noise)
+        mark_noise_rows(out, n_noise)  # a DAR-BN model warns if it is not routed (see purenoise.marks)
         return out, labels, n_noise
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from purenoise import plots
+from purenoise.compare_verdict import should_open_help
 from purenoise.fileio import atomic_write_text
 from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference, shared_key
 from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, run_labels, summarize
@@ -277,6 +278,8 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
     if notes:
         page.add("", "What is missing or was skipped:", "", *notes)
     _results_section(page, entries, rows)
+    if any(r.method == "erm" and r.eval is not None and r.eval.get("train_per_class_acc") for r in runs):
+        page.add("", *should_open_help(runs))  # the same section as `purenoise compare` ends with
 
     evald = [r for r in runs if r.eval is not None]
     ref = next((r.eval for r in evald if r.eval.get("per_class_acc") and r.eval.get("class_counts")), None)
@@ -292,8 +295,14 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
                  + ("; an entry's seeds are summed." if any(len(rs) > 1 for _, rs in cms) else "."))
         for e, rs in cms:
             ev = rs[0].eval
-            total = np.sum([np.asarray(r.eval["confusion"]) for r in rs], axis=0).tolist()
+            same = [r for r in rs if len(r.eval["confusion"]) == len(ev["confusion"])]
+            other = [r for r in rs if len(r.eval["confusion"]) != len(ev["confusion"])]
+            total = np.sum([np.asarray(r.eval["confusion"], dtype=float) for r in same], axis=0).tolist()
             page.add("", f"### {e.label}")
+            if other:
+                page.add("", f"Left out of this sum (a confusion matrix of another size than "
+                         f"{len(ev['confusion'])} x {len(ev['confusion'])}): "
+                         + ", ".join(f"`{r.path}`" for r in other) + ".")
             page.figure(f"confusion {e.label}", plots.plot_confusion(
                 total, ev.get("class_names"), out / f"confusion_{_slug(e.label)}.png", ev.get("class_counts"),
                 title=f"Confusion matrix: {e.label}"))

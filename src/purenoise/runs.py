@@ -24,7 +24,8 @@ from typing import Any, Union
 import numpy as np
 import yaml
 
-from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
+from purenoise.config_io import MAX_CONFIG_BYTES, load_yaml
+from purenoise.errors import ConfigError, DataError, DataNotFoundError, PureNoiseError
 from purenoise.run_paths import REPORT_FILES, RunPaths
 from purenoise.schemes import CLASS_AWARE_SAMPLINGS, DEFERRED_SCHEMES, SAMPLING_KINDS
 from purenoise.tables import markdown_table, mean_std, pct
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 FRACTION_KEYS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "gmean", "ece")
+#: An eval.json holds at least one of these (an older one may lack the others).
+REQUIRED_EVAL_KEYS = ("top1", "balanced_acc", "per_class_acc")
 EPOCH_NUMBER_KEYS = ("lr", "train_loss", "train_acc", "noise_frac", "images_per_s", "time_s",
                      "test_top1", "test_balanced_acc")
 #: Metrics of the comparison table and of :func:`aggregate` (all fractions).
@@ -165,7 +168,11 @@ def _check_eval(d: Any, path: Path) -> dict[str, Any]:
     for k in FRACTION_KEYS:
         if k in d:
             d[k] = frac(k, d[k])
-    for k in ("per_class_acc", "groups5"):
+    if not any(k in d for k in REQUIRED_EVAL_KEYS):
+        raise DataError(f"{path}: holds none of the test metrics {', '.join(REQUIRED_EVAL_KEYS)}; it is not a "
+                        f"purenoise eval.json. Delete it, or write it again with purenoise eval --checkpoint "
+                        f"RUN/model.pt --out RUN/eval.json")
+    for k in ("per_class_acc", "groups5", "train_per_class_acc"):
         if d.get(k) is not None:
             if not isinstance(d[k], list):
                 raise DataError(f"{path}: key {k!r} must be a list, got {type(d[k]).__name__}")
@@ -183,13 +190,66 @@ def _check_eval(d: Any, path: Path) -> dict[str, Any]:
                             + ("non-negative integers" if k == "class_counts" else "strings"))
         if n is not None and len(v) != n:
             raise DataError(f"{path}: key {k!r} has {len(v)} entries but per_class_acc has {n}")
-    cm = d.get("confusion")
-    if cm is not None:
-        c = len(cm) if isinstance(cm, list) else -1
-        if c < 0 or any(not isinstance(r, list) or len(r) != c for r in cm) or (n is not None and c != n):
-            raise DataError(f"{path}: key 'confusion' must be a square C x C list of lists"
-                            + (f" with C = {n}" if n is not None else ""))
+    ep = d.get("epoch")
+    if ep is not None and not (_is_num(ep) and math.isfinite(ep) and ep >= 0 and ep == int(ep)):
+        raise DataError(f"{path}: key 'epoch' must be an integer >= 0 or null, got {d['epoch']!r}")
+    sizes = {k: len(d[k]) for k in ("per_class_acc", "class_counts", "class_names") if d.get(k) is not None}
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"{path}: keys {', '.join(sizes)} must have one entry per class, but have "
+                        f"{', '.join(map(str, sizes.values()))} entries")
+    if d.get("confusion") is not None:
+        d["confusion"] = _check_confusion(d["confusion"], path, next(iter(sizes.values()), None))
     return d
+
+
+def _check_confusion(cm: Any, path: Path, n: int | None) -> list[list[Any]]:
+    """A C x C list of lists of finite counts >= 0, C the number of classes where eval.json says it."""
+    what = "a square C x C list of lists of counts >= 0" + (f" with C = {n} (the number of classes)" if n else "")
+    c = len(cm) if isinstance(cm, list) else -1
+    if c < 1 or any(not isinstance(r, list) or len(r) != c for r in cm) or (n is not None and c != n):
+        shape = f"{c} rows of lengths {sorted({len(r) if isinstance(r, list) else -1 for r in cm})}" if c > 0 else (
+            "an empty list" if c == 0 else f"a {type(cm).__name__}")
+        raise DataError(f"{path}: key 'confusion' must be {what}, got {shape}")
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            if not _is_num(v) or not math.isfinite(v) or v < 0:
+                raise DataError(f"{path}: key 'confusion' must be {what}; entry [{i}][{j}] is {v!r}")
+    return cm
+
+
+# Largest height or width of an image in samples.pt: the trainer stores training-size images.
+SAMPLE_MAX_SIDE = 4096
+
+
+def _check_samples(obj: Any, path: Path) -> dict[str, Any]:
+    """samples.pt's images ``[n, C, H, W]`` (uint8, or floats in [0, 1]; C = 1 or 3) and labels ``[n]``."""
+    import torch
+
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a dict with 'natural' and 'noise' images, got {type(obj).__name__}")
+    for kind in ("natural", "noise"):
+        x = obj.get(kind)
+        if x is None:
+            continue
+        ok = (isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)
+              and 1 <= min(x.shape[2:]) and max(x.shape[2:]) <= SAMPLE_MAX_SIDE
+              and (x.dtype == torch.uint8 or x.dtype.is_floating_point))
+        if not ok:
+            got = (f"a {x.dtype} tensor of shape {list(x.shape)}" if isinstance(x, torch.Tensor)
+                   else f"a {type(x).__name__}")
+            raise DataError(f"{path}: {kind!r} must be images [n, C, H, W] (C = 1 or 3, H and W from 1 to "
+                            f"{SAMPLE_MAX_SIDE}; uint8, or floats in [0, 1]), got {got}")
+        labels = obj.get(f"{kind}_labels")
+        if labels is None:
+            continue
+        ok = (isinstance(labels, torch.Tensor) and labels.ndim == 1 and len(labels) >= len(x)
+              and not labels.is_floating_point() and not labels.is_complex() and labels.dtype != torch.bool)
+        if not ok:
+            got = (f"a {labels.dtype} tensor of shape {list(labels.shape)}" if isinstance(labels, torch.Tensor)
+                   else f"a {type(labels).__name__}")
+            raise DataError(f"{path}: {kind + '_labels'!r} must be an integer tensor [n] with one class "
+                            f"index per image ({len(x)}), got {got}")
+    return obj
 
 
 def load_run(run_dir: RunLike) -> Run:
@@ -208,8 +268,13 @@ def load_run(run_dir: RunLike) -> Run:
     paths = RunPaths(path)
     f = paths.config
     if f.exists():
-        try:
-            loaded = yaml.safe_load(f.read_text(encoding="utf-8"))
+        if f.stat().st_size > MAX_CONFIG_BYTES:
+            raise DataError(f"{f}: {f.stat().st_size} bytes, more than a run's config.yaml can be "
+                            f"({MAX_CONFIG_BYTES}); it was not written by purenoise")
+        try:  # a received run folder: read within the same bounds as any config
+            loaded = load_yaml(f.read_text(encoding="utf-8", errors="replace"), str(f))
+        except ConfigError as e:
+            raise DataError(str(e)) from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f", line {mark.line + 1}" if mark is not None else ""
@@ -242,9 +307,9 @@ def load_run(run_dir: RunLike) -> Run:
         try:
             samples = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise DataError(f"{f}: cannot be read as a torch.save'd dict ({type(e).__name__}: {e})") from None
-        if not isinstance(samples, dict):
-            raise DataError(f"{f}: expected a dict with 'natural' and 'noise' images, got {type(samples).__name__}")
+            raise DataError(f"{f}: cannot be read as a torch.save'd dict of tensors; it was not loaded "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        samples = _check_samples(samples, f)
     name = str(config.get("name") or (ev or {}).get("run") or path.name)
     return Run(path=path, name=name, config=config, metrics=metrics, eval=ev, samples=samples, notes=notes)
 

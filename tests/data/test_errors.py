@@ -67,7 +67,7 @@ def _truncate(path: Path) -> None:
 
 # ------------------------------------------------------------------------------ missing data
 @pytest.mark.parametrize("dataset, hints", [
-    ("folder", ["{root}/train not found", "{root}/train/<class>/<images>"]),
+    ("folder", ["no class folders in {root}", "{root}/<class>/<images>", "{root}/train/<class>/<images>"]),
     ("cifar10_lt", ["CIFAR-10 not found", "{root}/cifar-10-batches-py", "download: true",
                     "cifar-10-python.tar.gz"]),
     ("fmnist_lt", ["Fashion-MNIST not found", "apt-get install dataset-fashion-mnist", "download: true",

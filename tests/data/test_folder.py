@@ -107,7 +107,7 @@ def test_empty_class_folder_is_named(tmp_path):
 
 
 def test_unknown_class_in_held_out_and_missing_train(tmp_path):
-    with pytest.raises(DataNotFoundError, match="train not found"):
+    with pytest.raises(DataNotFoundError, match="no class folders"):
         create_dataset("folder", tmp_path)
     make_tree(tmp_path, {"a": 2})
     make_tree(tmp_path, {"zebra": 1}, split="test")
@@ -135,3 +135,20 @@ def test_image_list_pickles(tmp_path):
     clone = pickle.loads(pickle.dumps(train))
     assert clone.samples == train.samples and np.array_equal(np.array(clone[1][0]), np.array(train[1][0]))
     assert clone[1][0].size == (6, 6)
+
+
+def test_plain_folder_of_class_folders_is_split_and_says_so(tmp_path):
+    """``DIR/<class>/*`` without train/: the same samples as ``DIR/train/<class>/*``, a seeded split noted."""
+    make_tree(tmp_path / "plain", {"cat": 10, "dog": 6, "fox": 4}, split=".")
+    make_tree(tmp_path / "nested", {"cat": 10, "dog": 6, "fox": 4})
+    plain = create_dataset("folder", tmp_path / "plain", val_fraction=0.25, seed=3, stats=False)
+    nested = create_dataset("folder", tmp_path / "nested", val_fraction=0.25, seed=3, stats=False)
+    assert plain.class_counts == nested.class_counts and plain.info.options["test_split"] == "split"
+    assert [p.split("/")[-1] for p, _ in plain.test.samples] == [p.split("/")[-1] for p, _ in nested.test.samples]
+    note = next(n for n in plain.info.notes if "held out" in n)
+    assert "5 of 20 images" in note and "seed 3" in note
+    with pytest.raises(ConfigError, match="test_split"):
+        create_dataset("folder", tmp_path / "plain", test_split="test", stats=False)
+    make_tree(tmp_path / "only_test", {"cat": 2}, split="test")
+    with pytest.raises(DataNotFoundError, match="no class folders"):
+        create_dataset("folder", tmp_path / "only_test")

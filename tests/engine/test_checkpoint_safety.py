@@ -193,12 +193,19 @@ def test_eval_never_downloads_and_prefers_the_users_root(trained, tmp_path, caps
         code, err = _cli(capsys, "eval", "--checkpoint", elsewhere, "--data-root", tiny_folder, "--workers", "0")
         assert code == 0, err
         assert calls == [(str(tiny_folder), False)]
-        # Without --data-root the file's own data_root is read, still without downloading.
+        # Without --data-root the file's own data_root is read only inside the default data
+        # folder, still without downloading.
         own = _with_config(source, tmp_path / f"own_{source.name}", download=True)
+        monkeypatch.setenv("PURENOISE_DATA", str(tiny_folder.parent))
         calls.clear()
         code, err = _cli(capsys, "eval", "--checkpoint", own, "--workers", "0")
         assert code == 0, err
         assert calls == [(str(tiny_folder), False)]
+        monkeypatch.setenv("PURENOISE_DATA", str(tmp_path / "default"))
+        calls.clear()
+        code, err = _cli(capsys, "eval", "--checkpoint", own, "--workers", "0")
+        assert code == 2 and f"--data-root {tiny_folder}" in err, err
+        assert calls == [(None, False)]
     assert not (tmp_path / "x").exists()
 
 

@@ -159,12 +159,17 @@ def test_eval_and_predict_commands(write_config, tmp_path, tiny_folder, capsys):
     run = tmp_path / "run"
     assert main(["train", "-c", str(write_config(method="open", epochs=1, defer_epoch=0)), "-o", str(run)]) == 0
     out = tmp_path / "again.json"
-    assert main(["eval", "--checkpoint", str(run / "model.pt"), "--out", str(out), "--workers", "0"]) == 0
+    # The recorded data folder is outside the default one: eval reads it only when named.
+    assert main(["eval", "--checkpoint", str(run / "model.pt"), "--out", str(out), "--workers", "0"]) == 2
+    assert "--data-root " + str(tiny_folder) in capsys.readouterr().err
+    root = ["--data-root", str(tiny_folder)]
+    assert main(["eval", "--checkpoint", str(run / "model.pt"), "--out", str(out), "--workers", "0", *root]) == 0
     again = json.loads(out.read_text())
     first = json.loads((run / "eval.json").read_text())
     assert again["per_class_acc"] == first["per_class_acc"]
     # A full training checkpoint evaluates the same.
-    assert main(["eval", "--checkpoint", str(run / "checkpoints/last.pt"), "--out", str(out), "--workers", "0"]) == 0
+    assert main(["eval", "--checkpoint", str(run / "checkpoints/last.pt"), "--out", str(out), "--workers", "0",
+                 *root]) == 0
     assert json.loads(out.read_text())["per_class_acc"] == first["per_class_acc"]
     capsys.readouterr()
     image = next((tiny_folder / "test" / "class0").glob("*.png"))
@@ -215,3 +220,11 @@ def test_noise_pass_split_refused_where_not_exact(write_config, tmp_path, capsys
     assert main(["train", "-c", str(cfg), "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "noise_pass" in err and "no DAR-BN" in err and "Traceback" not in err
+
+
+def test_batch_of_one_with_plain_batchnorm_is_refused_before_training(write_config, tmp_path, capsys):
+    """ERM's plain BatchNorm cannot train on one row: exit 2 naming batch_size, before any step."""
+    code = main(["train", "-c", str(write_config(method="erm", epochs=1, batch_size=1)), "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "batch_size" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "metrics.jsonl").exists() or not (tmp_path / "r" / "metrics.jsonl").read_text()

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from purenoise import DARBatchNorm2d, convert_darbn, noise_routing
+from purenoise import convert_darbn, noise_routing
 from purenoise.darbn import convert_sync_darbn
 from purenoise.errors import ConfigError
 
@@ -74,13 +74,15 @@ def test_each_bn_mode_equals_its_single_process_layer_on_the_global_batch(synced
 
 def test_sync_layers_refuse_what_darbn_refuses(tmp_path):
     ranks = _spawn(worker.checks, tmp_path)
-    single = DARBatchNorm2d(3)
-    with pytest.raises(ValueError) as one_value, noise_routing(single, 1):
-        single(torch.randn(2, 3, 1, 1))
+    single = worker.make_layer("darbn", "classifier")
     with pytest.raises(ValueError) as too_many, noise_routing(single, 5):
         single(torch.randn(4, 3, 2, 2))
+    x0 = ranks[0]["single_x"]  # the global batch's one natural row, normalized as DAR-BN does it
+    with pytest.warns(UserWarning, match="one value per channel"), noise_routing(single, 1):
+        expected = single(x0)[:1].detach()
+    # beta, to the rounding of the mean that 1/sqrt(eps) magnifies
+    torch.testing.assert_close(ranks[0]["single_y"][:1], expected, atol=1e-4, rtol=0)
     for out in ranks:  # both processes stop, with DAR-BN's messages
-        assert out["single"] == str(one_value.value).replace("DARBatchNorm2d", "SyncDARBatchNorm2d")
         assert out["too_many"] == str(too_many.value)
         assert torch.equal(out["running_var"], torch.ones(3)) and out["tracked"] == 0
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import warnings
 
+import torch
 from torch import nn
 
 from purenoise.darbn.functional import _check_noise_grad
 from purenoise.darbn.layers import AuxBatchNorm2d, DARBatchNorm2d, _RoutedBatchNorm
 from purenoise.errors import ModelError
+from purenoise.marks import marked_noise_rows
 from purenoise.schemes import BN_MODES
 
 __all__ = ["convert_darbn", "revert_darbn", "routed_layers", "batch_norm_base"]
@@ -77,7 +79,8 @@ def convert_darbn(
             the ordinary BN: layers are reverted to plain BatchNorm2d).
 
     Returns:
-        The same model object.
+        The same model object. It warns once if it is given a batch OPeN marked as holding noise
+        rows while no routing is active (``model(images)`` instead of ``routed_forward``).
 
     Raises:
         ModelError: When a BatchNorm2d subclass with custom behaviour cannot be converted
@@ -109,6 +112,16 @@ def convert_darbn(
     # The noise branches of auxiliary layers are plain BatchNorms that must stay plain.
     aux_branches = {id(m.aux_bn) for m in model.modules() if isinstance(m, AuxBatchNorm2d)}
     layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in aux_branches]
+    if not layers:
+        norms = sorted({type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__})
+        warnings.warn(
+            f"convert_darbn converted nothing: {type(model).__name__} has no BatchNorm2d layer"
+            + (f" (its normalization layers: {', '.join(norms)})" if norms else " and no normalization layer")
+            + ". DAR-BN routes BatchNorm statistics only, so noise rows would pass like natural ones; "
+            "use a BatchNorm model for OPeN",
+            stacklevel=2,
+        )
+    _check_routing_on_input(model)
     for m in layers:
         m.__class__ = _routed_class(kind, batch_norm_base(m))
         m.noise_grad = noise_grad
@@ -129,17 +142,42 @@ def convert_darbn(
     return model
 
 
+def _warn_unrouted(model: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: warn once when a batch OPeN marked arrives with no routing active."""
+    if torch.compiler.is_compiling() or not args or getattr(model, "_purenoise_warned", False):
+        return
+    n_noise = marked_noise_rows(args[0])
+    if n_noise and model.training and not any(m.n_noise for m in routed_layers(model)):
+        model._purenoise_warned = True
+        warnings.warn(
+            f"{type(model).__name__} received an OPeN batch with {n_noise} noise rows but no routing: "
+            "its DAR-BN layers normalize them together with the natural rows (standard BN). Forward "
+            "OPeN batches with routed_forward(model, images, n_noise) or inside noise_routing(model, n_noise)",
+            stacklevel=3,
+        )
+
+
+def _check_routing_on_input(model: nn.Module) -> None:
+    """Give a converted model the pre-hook of :func:`_warn_unrouted` (once)."""
+    if getattr(model, "_purenoise_routing_hook", None) is None:
+        model._purenoise_routing_hook = model.register_forward_pre_hook(_warn_unrouted)
+
+
 def revert_darbn(model: nn.Module) -> nn.Module:
     """Turn routing layers back into the plain BatchNorm classes they came from, in place.
 
     The auxiliary branch of ``AuxBatchNorm2d`` is dropped; weights and running statistics of
     the natural branch are kept, so the state_dict matches the original model's exactly.
     """
+    hook = getattr(model, "_purenoise_routing_hook", None)
+    if hook is not None:
+        hook.remove()
+        model._purenoise_routing_hook = None
     for m in model.modules():
         if isinstance(m, _RoutedBatchNorm):
             base = m._base_cls
             m._modules.pop("aux_bn", None)
-            for attr in ("noise_grad", "_n_noise", "_noise_rows", "_noise_only"):
+            for attr in ("noise_grad", "_n_noise", "_noise_rows", "_noise_only", "_warned_lone"):
                 m.__dict__.pop(attr, None)
             m.__class__ = base
     return model

@@ -4,7 +4,9 @@
 rows through ATen's native batch norm (which updates the running statistics), the noise rows
 with their own batch statistics. Its backward is the natural branch's native backward plus, in
 ``noise_grad="features"`` mode, the noise branch's; gamma and beta get gradients from natural rows
-only. The layers in :mod:`purenoise.darbn.layers` choose between it and plain views.
+only. With ``create_graph=True`` the backward is a graph of differentiable ops instead, so the
+layer can be differentiated twice (gradient penalties, MAML). The layers in
+:mod:`purenoise.darbn.layers` choose between it and plain views.
 """
 from __future__ import annotations
 
@@ -59,17 +61,20 @@ class _DARBatchNormFn(torch.autograd.Function):
         if x1.shape[0] > 0:
             torch.native_batch_norm(x1, weight, bias, None, None, True, 0.0, eps,
                                     out=(y[n_nat:], mean1, invstd1))
+        # x and bias are kept for a differentiable backward (create_graph=True) only: x0 and x1,
+        # views made in forward, are constants to a second differentiation.
         if features:
-            ctx.save_for_backward(x0, weight, mean0, invstd0, x1, mean1, invstd1)
+            ctx.save_for_backward(x0, weight, mean0, invstd0, x, bias, x1, mean1, invstd1)
         else:
-            ctx.save_for_backward(x0, weight, mean0, invstd0)
+            ctx.save_for_backward(x0, weight, mean0, invstd0, x, bias)
         ctx.eps = eps
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
         saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated again
+            return _differentiable_backward(grad_y, saved, ctx.eps)
         x0, weight, mean0, invstd0 = saved[:4]
         n = x0.shape[0]
         if n > 0:
@@ -77,9 +82,9 @@ class _DARBatchNormFn(torch.autograd.Function):
                                                ctx.eps, [True, True, True])
         else:
             gx0, grad_w, grad_b = None, torch.zeros_like(weight), torch.zeros_like(weight)
-        if len(saved) > 4:
+        if len(saved) > 6 and saved[6].shape[0] > 0:
             # Noise rows back-propagate into x only: their gamma/beta gradients are not computed.
-            x1, mean1, invstd1 = saved[4:]
+            x1, mean1, invstd1 = saved[6:]
             gx1 = _bn_backward(grad_y[n:], x1, weight, None, None, mean1, invstd1, True, ctx.eps,
                                [True, False, False])[0]
             grad_x = gx1 if gx0 is None else torch.cat((gx0, gx1))
@@ -90,6 +95,36 @@ class _DARBatchNormFn(torch.autograd.Function):
             grad_x[:n].copy_(gx0)
             grad_x[n:].zero_()
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def _differentiable_backward(grad_y: torch.Tensor, saved: tuple[torch.Tensor, ...], eps: float) -> tuple:
+    """:class:`_DARBatchNormFn`'s gradients as a graph of differentiable ops, for ``create_graph=True``.
+
+    Gradient penalties and MAML-style code differentiate gradients again. The fused backward
+    writes into buffers that autograd cannot trace, so this one recomputes the layer's
+    normalization from the saved input with batch norms autograd can differentiate twice (no
+    running statistics: forward has updated them) and differentiates it with ``create_graph``.
+    Only this rarely used path pays the recomputation; first-order gradients are the fused ones.
+    """
+    x0, weight, x, bias = saved[0], saved[1], saved[4], saved[5]
+    n, features = x0.shape[0], len(saved) > 6
+    cudnn = torch.backends.cudnn.enabled
+    with torch.enable_grad():
+        inputs = [t for t in (x, weight, bias) if t.requires_grad]
+        outputs, grads = [], []
+        if n > 0:
+            outputs.append(torch.batch_norm(x[:n], weight, bias, None, None, True, 0.0, eps, cudnn))
+            grads.append(grad_y[:n])
+        if features and n < x.shape[0]:
+            outputs.append(torch.batch_norm(x[n:], weight.detach(), bias.detach(), None, None, True, 0.0,
+                                            eps, cudnn))
+            grads.append(grad_y[n:])
+        found = iter(torch.autograd.grad(outputs, inputs, grads, create_graph=True, allow_unused=True)
+                     if outputs and inputs else ())
+    result = [next(found, None) if t.requires_grad else None for t in (x, weight, bias)]
+    zeros = (torch.zeros_like(grad_y), torch.zeros_like(weight), torch.zeros_like(weight))
+    result = [z if g is None else g for g, z in zip(result, zeros)]
+    return (*result, None, None, None, None, None, None)
 
 
 def _noise_batch_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,

@@ -15,12 +15,20 @@ get no gradient from noise rows in either mode.
 
 A noise sub-batch with one value per channel (one noise row at 1x1, e.g. in the last stage of a
 ResNet on 32x32 images) is normalized with its own batch statistics like any other: the single
-value minus its mean is 0, so the layer outputs beta for it. Only a single *natural* value per
-channel is refused, since it would put an infinite variance into the running statistics.
+value minus its mean is 0, so the layer outputs beta for it. A *natural* group with one value per
+channel (OPeN can leave a small batch a single natural row; BatchNorm refuses it) is treated the
+same way: normalized with its own statistics, it comes out as beta, and it leaves the running
+statistics as they are, since one value has no variance to record (a warning says so, once per
+layer). The test is on shapes, so eager and compiled code take the same path (dynamo guards on
+it). Normalizing that row with the running statistics instead was tried and rejected: at 1x1 maps
+those lag behind the activations of a network in early training, and a resnet18 with batches of
+four diverged within a few steps where this rule trains.
 """
 from __future__ import annotations
 
 from typing import Any
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -107,32 +115,56 @@ class _RoutedBatchNorm(nn.BatchNorm2d):
                 "pass the n_noise that OPeN returned for this batch"
             )
 
-    def _check_natural_values(self, n_nat: int, height: int, width: int) -> None:
-        """Refuse natural rows that give one value per channel, as BatchNorm refuses.
-
-        One value has no variance, and its unbiased variance (infinite) would go into the
-        running statistics. ``n_nat`` counts the natural rows the statistics come from (over
-        all processes for a synchronized layer).
-        """
-        if n_nat * height * width == 1:
-            raise ValueError(
-                f"{type(self).__name__}: the batch has 1 natural row at {height}x{width}, one "
-                "value per channel, which has no variance; use larger batches (drop_last=True)"
-            )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.n_noise
-        if k == 0 or not self.training:
+        if not self.training:
             return super().forward(x)
         self._check_input_dim(x)
-        self._check_noise_rows(x, k)
         n_nat = x.shape[0] - k
-        if not torch.compiler.is_compiling():
-            self._check_natural_values(n_nat, x.shape[2], x.shape[3])
-        y = self._routed(x, n_nat)
+        # A shape test: static (or guarded) under torch.compile, so eager and compiled code agree.
+        lone = n_nat * x.shape[2] * x.shape[3] == 1
+        if k == 0 and not lone:
+            return super().forward(x)
+        self._check_noise_rows(x, k)
+        y = self._routed_lone(x, n_nat) if lone else self._routed(x, n_nat)
         for name in self._post_ops:
             y = getattr(self, name)(y)
         return y
+
+    def _routed_lone(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
+        """The batch when its natural rows give one value per channel (one row at 1x1).
+
+        One value has no variance: BatchNorm refuses it, and its unbiased variance (infinite,
+        or 0 where the refusal is skipped) would spoil the running statistics. The natural row
+        is normalized with its own statistics (the value minus itself: 0, so the output is beta,
+        which trains) and the running statistics and ``num_batches_tracked`` are left as they
+        are; the noise rows are normalized as usual.
+        """
+        self._warn_lone()
+        natural = _noise_batch_norm(x[:n_nat], self.weight, self.bias, self.eps)
+        if n_nat == x.shape[0]:
+            return natural
+        return torch.cat((natural, self._noise_branch(x[n_nat:])))
+
+    def _warn_lone(self) -> None:
+        """Say once per layer that a group of one value per channel was left out of the statistics.
+
+        Not under torch.compile, where a warning would break the graph; the numbers are the same.
+        """
+        if torch.compiler.is_compiling() or self.__dict__.get("_warned_lone", False):
+            return
+        self.__dict__["_warned_lone"] = True
+        warnings.warn(
+            f"{type(self).__name__}: a batch had one natural row at a 1x1 map, "
+            "one value per channel, which BatchNorm cannot normalize; it came out as beta and left "
+            "the running statistics unchanged. Larger batches, or fewer noise rows (OPeN's delta), "
+            "make this rarer.",
+            stacklevel=3,
+        )
+
+    def _noise_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The noise rows ``x`` normalized (all rows of ``x`` are noise)."""
+        raise NotImplementedError
 
     def _natural_momentum(self, n_nat: int) -> float:
         """Momentum for the natural rows, advancing num_batches_tracked as BatchNorm does."""
@@ -170,8 +202,9 @@ class DARBatchNorm2d(_RoutedBatchNorm):
 
     Outputs keep the row order. In eval mode, or with ``k == 0``, the layer is exactly
     ``nn.BatchNorm2d``. Noise rows that give one value per channel come out as beta (their
-    normalized value is 0); one natural value per channel raises ``ValueError``, as BatchNorm
-    does. An all-noise batch in ``"classifier"`` mode gives gamma, beta and every earlier layer
+    normalized value is 0); so does one natural value per channel (also a training batch of one
+    row at 1x1 without noise), which leaves the running statistics unchanged, where BatchNorm
+    raises ``ValueError``. An all-noise batch in ``"classifier"`` mode gives gamma, beta and every earlier layer
     exact zero gradients, so all parameters take part in backward as they do for a mixed batch
     (DistributedDataParallel needs that on a process whose share of the batch is all noise);
     only the noise-only pass of :func:`routed_forward`'s split leaves them out of backward.
@@ -205,15 +238,19 @@ class DARBatchNorm2d(_RoutedBatchNorm):
             return _compiled_routed(self, x, n_nat, momentum, features)
         # Reference path on views (for layouts or options the fused path does not cover).
         parts = [self._natural_bn(x[:n_nat], momentum)] if n_nat > 0 else []
-        w = None if self.weight is None else self.weight.detach()
-        b = None if self.bias is None else self.bias.detach()
-        with torch.set_grad_enabled(features and torch.is_grad_enabled()):
-            parts.append(_noise_batch_norm(x[n_nat:], w, b, self.eps))
+        parts.append(self._noise_branch(x[n_nat:]))
         if len(parts) > 1:
             return torch.cat(parts)
         if n_nat == 0 and not features and not detached and torch.is_grad_enabled():
             return _zero_grad_link(parts[0], x, self.weight, self.bias)
         return parts[0]
+
+    def _noise_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """Noise rows with their own batch statistics and detached gamma and beta."""
+        w = None if self.weight is None else self.weight.detach()
+        b = None if self.bias is None else self.bias.detach()
+        with torch.set_grad_enabled(self.noise_grad == "features" and torch.is_grad_enabled()):
+            return _noise_batch_norm(x, w, b, self.eps)
 
     def _fast_path_ok(self, x: torch.Tensor) -> bool:
         if torch.compiler.is_compiling() or self.weight is None:
@@ -281,11 +318,13 @@ class AuxBatchNorm2d(_RoutedBatchNorm):
     def _routed(self, x: torch.Tensor, n_nat: int) -> torch.Tensor:
         momentum = self._natural_momentum(n_nat)
         parts = [self._natural_bn(x[:n_nat], momentum)] if n_nat > 0 else []
-        noise = x[n_nat:]
-        if self.noise_grad == "classifier":
-            noise = noise.detach()
-        if noise.shape[0] * noise.shape[2] * noise.shape[3] == 1:
-            parts.append(_noise_batch_norm(noise, self.aux_bn.weight, self.aux_bn.bias, self.aux_bn.eps))
-        else:
-            parts.append(self.aux_bn(noise))
+        parts.append(self._noise_branch(x[n_nat:]))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _noise_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """Noise rows through the auxiliary BatchNorm (one value per channel: its beta)."""
+        if self.noise_grad == "classifier":
+            x = x.detach()
+        if x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return _noise_batch_norm(x, self.aux_bn.weight, self.aux_bn.bias, self.aux_bn.eps)
+        return self.aux_bn(x)

@@ -99,7 +99,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
     n_nat = images.shape[0] - n_noise
     split = noise_pass == "split"
     # Nothing to split without noise rows; one natural row is left to the joint pass, whose
-    # DAR-BN layers explain the error it gives. A compiled model keeps one pass unless asked.
+    # DAR-BN layers normalize it with their running statistics where it is one value per
+    # channel. A compiled model keeps one pass unless asked.
     if n_noise > 0 and n_nat > 1 and (split or (noise_pass == "auto" and not hasattr(model, "_orig_mod"))):
         if blockers is None:
             blockers = split_blockers(model)

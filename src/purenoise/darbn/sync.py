@@ -57,7 +57,8 @@ def _global_moments(groups: list[torch.Tensor]) -> list[tuple[torch.Tensor, torc
         groups: Float tensors ``(rows, C, H, W)``; rows may be 0 on some processes.
 
     Returns:
-        ``(mean, var, count)`` per group: float32 statistics and the global count of values.
+        ``(mean, var, count)`` per group: statistics in the groups' dtype and the global count
+        of values.
     """
     stats, counts = [], []
     for g in groups:
@@ -81,8 +82,14 @@ def _global_moments(groups: list[torch.Tensor]) -> list[tuple[torch.Tensor, torc
         n_r = n_all[:, i:i + 1]
         mean = (n_r * means).sum(0) / max(total, 1.0)
         m2 = m2s.sum(0) + (n_r * (means - mean).square()).sum(0)
-        out.append((mean.float(), (m2 / max(total, 1.0)).float(), int(round(total))))
+        dtype = groups[i].dtype
+        out.append((mean.to(dtype), (m2 / max(total, 1.0)).to(dtype), int(round(total))))
     return out
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype the statistics are computed in: float32, or float64 for float64 inputs."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
@@ -121,7 +128,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         if not self.training or not dist.is_initialized():
             return super().forward(x)
         self._check_input_dim(x)
-        xf = x.float()
+        xf = _compute_dtype(x)
         ((mean, var, count),) = _global_moments([xf])
         if count == 1:
             raise ValueError(
@@ -139,15 +146,28 @@ def _synced_groups(layer: DARBatchNorm2d | AuxBatchNorm2d, x: torch.Tensor) -> t
     k = layer.n_noise
     layer._check_noise_rows(x, k)
     n_nat = x.shape[0] - k
-    xf = x.float()
+    xf = _compute_dtype(x)
     nat, noise = xf[:n_nat], xf[n_nat:]
     if layer.noise_grad != "features":
         noise = noise.detach()
     (m0, v0, c0), (m1, v1, c1) = _global_moments([nat, noise])
-    hw = x.shape[2] * x.shape[3]
-    # On every process alike (global counts), after the collective: all raise together.
-    layer._check_natural_values(c0 // hw, x.shape[2], x.shape[3])
     return nat, noise, (m0, v0, c0), (m1, v1, c1)
+
+
+def _natural_stats(layer: DARBatchNorm2d | AuxBatchNorm2d, mean: torch.Tensor, var: torch.Tensor,
+                   count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics that normalize the natural rows; updates the running statistics.
+
+    A global natural group of one value per channel (``count == 1``) has no variance: as in
+    :class:`DARBatchNorm2d`, it is normalized with its own statistics (it comes out as beta) and
+    leaves the running statistics as they are. The counts are global, so every process takes
+    the same branch.
+    """
+    if count > 1:
+        _update_running(layer, mean.detach(), var.detach(), count)
+    elif count == 1:
+        layer._warn_lone()
+    return mean, var
 
 
 class SyncDARBatchNorm2d(DARBatchNorm2d):
@@ -156,7 +176,8 @@ class SyncDARBatchNorm2d(DARBatchNorm2d):
     Each group is normalized with the statistics of its rows in the global batch, as
     ``nn.SyncBatchNorm`` does for one group; one all-gather per layer carries both groups'
     means, squared deviations and counts (see :func:`_global_moments`), and gradients flow
-    through it. The same checks as :class:`DARBatchNorm2d` apply, to the global batch.
+    through it. The same checks as :class:`DARBatchNorm2d` apply, to the global batch, and a
+    global natural group of one value per channel comes out as beta, as there.
 
     Under DistributedDataParallel every process runs the same collectives and reaches the
     same parameters in backward whatever its own split: a process whose rows are all noise
@@ -169,8 +190,7 @@ class SyncDARBatchNorm2d(DARBatchNorm2d):
         if not self.training or not dist.is_initialized():
             return super().forward(x)
         nat, noise, (m0, v0, c0), (m1, v1, _) = _synced_groups(self, x)
-        if c0 > 0:
-            _update_running(self, m0.detach(), v0.detach(), c0)
+        m0, v0 = _natural_stats(self, m0, v0, c0)
         w = None if self.weight is None else self.weight.detach()
         b = None if self.bias is None else self.bias.detach()
         out = torch.cat([_normalize(nat, m0, v0, self.weight, self.bias, self.eps),
@@ -192,8 +212,7 @@ class SyncAuxBatchNorm2d(AuxBatchNorm2d):
         if not self.training or not dist.is_initialized():
             return super().forward(x)
         nat, noise, (m0, v0, c0), (m1, v1, c1) = _synced_groups(self, x)
-        if c0 > 0:
-            _update_running(self, m0.detach(), v0.detach(), c0)
+        m0, v0 = _natural_stats(self, m0, v0, c0)
         if c1 > 1:
             _update_running(self.aux_bn, m1.detach(), v1.detach(), c1)
         aux = self.aux_bn

@@ -50,17 +50,22 @@ def check_fraction(dataset: str, key: str, value: Any) -> float:
     return float(value)
 
 
+#: The largest image side a dataset option may ask for: above any size purenoise trains at, and
+#: small enough that resizing images to it cannot exhaust memory.
+MAX_IMAGE_SIDE = 4096
+
+
 def check_size(dataset: str, key: str, value: Any, *, allow_none: bool = False) -> tuple[int, int] | None:
-    """An image size given as ``S`` or ``(H, W)``, returned as ``(H, W)``."""
+    """An image size given as ``S`` or ``(H, W)``, returned as ``(H, W)``; sides from 1 to 4096."""
     if value is None and allow_none:
         return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
-        return int(value), int(value)
+    pair = [value, value] if isinstance(value, numbers.Integral) else value
     if (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
+        isinstance(pair, Sequence)
+        and not isinstance(pair, str)
+        and len(pair) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 < v <= MAX_IMAGE_SIDE for v in pair)
     ):
-        return int(value[0]), int(value[1])
-    raise ConfigError(f"{dataset}: option {key} must be a positive size S or [H, W], got {value!r}")
+        return int(pair[0]), int(pair[1])
+    raise ConfigError(f"{dataset}: option {key} must be a positive size S or [H, W] with sides up to "
+                      f"{MAX_IMAGE_SIDE}, got {value!r}")

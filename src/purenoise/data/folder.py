@@ -1,7 +1,8 @@
-"""A user's own images in ImageFolder layout: ``root/train/<class>/<image>``.
+"""A user's own images in ImageFolder layout: ``root/<class>/<image>`` or ``root/train/<class>/<image>``.
 
 Held-out images come from ``root/test/`` or ``root/val/`` when present (same class folder names);
-otherwise a seeded stratified split of ``train/`` holds out ``val_fraction`` of every class. For
+otherwise a seeded stratified split of the training images holds out ``val_fraction`` of every
+class (its size and seed are reported in ``info.notes``). For
 imbalance studies, ``ratio`` (with ``profile``, ``n_max``, ``class_order``) subsamples the training
 part to a long-tail profile with the same rule as CIFAR-LT (label order, ``n_max`` = the smallest
 class, LDAM-DRW's seeded selection); the held-out part is never subsampled.
@@ -14,6 +15,11 @@ Real folders are messy, so building the dataset reads every image header (cheap,
 - unreadable images: an error listing them, or with ``skip_corrupt=True`` they are skipped (every
   image is then fully decoded once) and counted in a warning and ``info.notes``.
 - an empty class folder is an error that names it.
+- symbolic links: a class folder may itself be a link (images on another disk), but inside it no
+  linked folder is followed (one that stays inside is scanned through its real path anyway; one
+  that loops, like ``class0/self -> .``, or leads to another class would count images many times)
+  and a linked file counts only when it resolves inside its class folder. Every image file counts
+  once, by its resolved path. What was skipped is reported in ``info.notes``.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 
 from purenoise.data._checks import check_bool, check_choice, check_fraction, check_int, check_ratio, check_size
 from purenoise.data.imagelist import (
@@ -38,21 +44,94 @@ from purenoise.data.bundle import DatasetBundle, DatasetInfo
 from purenoise.data.registry import register_dataset
 from purenoise.errors import ConfigError, DataError, DataNotFoundError, first_lines
 
-__all__ = ["scan_class_folders", "prepare_images", "stratified_split", "imbalance", "load_image_folder"]
+__all__ = ["scan_class_folders", "walk_class_folder", "prepare_images", "stratified_split", "imbalance", "load_image_folder"]
 
 Sample = tuple[str, int]
 
 
+def _inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is ``folder`` itself or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def walk_class_folder(class_dir: str, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Image files below one class folder as ``(path, resolved path)``, in torchvision's order.
+
+    The order is that of ``torchvision.datasets.folder.make_dataset`` (folders sorted by path,
+    files by name), so a tree without links gives the same samples as before. Linked folders are
+    not followed and linked files that resolve outside ``class_dir`` are not counted; each is
+    appended to ``skipped`` with the reason.
+    """
+    real_class = os.path.realpath(class_dir)
+    listed: list[tuple[str, list[tuple[str, str]]]] = []
+    stack = [(class_dir, real_class)]
+    while stack:
+        folder, real_folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skipped.append((folder, f"cannot be listed ({e.strerror or e})"))
+            continue
+        files = []
+        for entry in entries:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.isdir(target):
+                    why = "a loop" if _inside(real_folder, target) else (
+                        "inside the class folder" if _inside(target, real_class) else "outside the class folder")
+                    skipped.append((entry.path, f"linked folder not followed ({why})"))
+                elif not has_file_allowed_extension(entry.name, IMG_EXTENSIONS):
+                    continue
+                elif _inside(target, real_class):
+                    files.append((entry.path, target))
+                else:
+                    skipped.append((entry.path, f"link to a file outside the class folder ({target})"))
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, os.path.join(real_folder, entry.name)))
+            elif has_file_allowed_extension(entry.name, IMG_EXTENSIONS):
+                files.append((entry.path, os.path.join(real_folder, entry.name)))
+        listed.append((folder, files))
+    return [f for _, files in sorted(listed, key=lambda x: x[0]) for f in files]
+
+
+def _note_links(dataset: str, directory: str, skipped: list[tuple[str, str]], notes: list[str]) -> None:
+    """One note naming the first few links and duplicates that were not counted."""
+    if skipped:
+        shown = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        notes.append(f"{dataset}: {len(skipped)} link(s) or duplicate file(s) under {directory} were not "
+                     f"counted, so that every image counts once in its own class: {shown}{more}")
+
+
+def _check_distinct(dataset: str, directory: str, classes: list[str]) -> None:
+    """Refuse class folders that are, or hold, another class's folder (through symbolic links).
+
+    Either way the same images would be labelled with two classes.
+    """
+    real = sorted((tuple(os.path.realpath(os.path.join(directory, c)).split(os.sep)), c) for c in classes)
+    for (outer, a), (inner, b) in zip(real, real[1:]):  # a folder's descendants sort right after it
+        if inner[:len(outer)] == outer:
+            how = "the same folder as" if inner == outer else "inside"
+            raise DataError(
+                f"{dataset}: class folder {os.path.join(directory, b)} is {how} class folder "
+                f"{os.path.join(directory, a)} (resolved: {os.sep.join(inner)}), through a symbolic link, so "
+                f"their images would count for two classes; give each class its own folder"
+            )
+
+
 def scan_class_folders(
-    directory: str, dataset: str, class_to_idx: dict[str, int] | None = None
+    directory: str, dataset: str, class_to_idx: dict[str, int] | None = None, notes: list[str] | None = None
 ) -> tuple[list[str], list[Sample]]:
     """Classes (sorted folder names) and samples of an ImageFolder tree.
 
     With ``class_to_idx`` (a held-out split), folder names must be among the training classes and
-    may be a subset of them.
+    may be a subset of them. Each image file counts once, by resolved path (see
+    :func:`walk_class_folder`); links and duplicates left out are described in ``notes``.
 
     Raises:
-        DataError: No class folders, an empty class folder, or an unknown class in a held-out split.
+        DataError: No class folders, an empty class folder, two class folders that are the same
+            folder, or an unknown class in a held-out split.
     """
     try:
         classes, found = find_classes(directory)
@@ -71,7 +150,19 @@ def scan_class_folders(
         names = sorted(class_to_idx, key=class_to_idx.__getitem__)
     else:
         mapping, names = found, classes
-    samples = make_dataset(directory, mapping, extensions=IMG_EXTENSIONS, allow_empty=True)
+    _check_distinct(dataset, directory, classes)
+    samples: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for c in classes:
+        for path, resolved in walk_class_folder(os.path.join(directory, c), skipped):
+            if resolved in seen:
+                skipped.append((path, f"same file as {seen[resolved]}"))
+                continue
+            seen[resolved] = path
+            samples.append((path, mapping[c]))
+    if notes is not None:
+        _note_links(dataset, directory, skipped, notes)
     counts = Counter(t for _, t in samples)
     empty = [c for c in classes if counts[mapping[c]] == 0]
     if empty:
@@ -79,7 +170,7 @@ def scan_class_folders(
             f"{dataset}: class folder(s) {', '.join(os.path.join(directory, c) for c in empty)} hold "
             f"no image files (extensions {', '.join(IMG_EXTENSIONS)}); add images or remove the folder"
         )
-    return list(names), [(str(p), int(t)) for p, t in samples]
+    return list(names), samples
 
 
 def prepare_images(
@@ -194,15 +285,30 @@ def imbalance(
     return indices, counts, resolved
 
 
-def load_image_folder(root: str, dataset: str, *, held_out: str) -> tuple[list[str], dict[str, list[Sample]], str]:
-    """Scan ``root/train`` and the held-out folder (``"auto"``: test/, else val/, else none)."""
+def load_image_folder(
+    root: str, dataset: str, *, held_out: str, notes: list[str] | None = None
+) -> tuple[list[str], dict[str, list[Sample]], str]:
+    """Scan ``root/train`` and the held-out folder (``"auto"``: test/, else val/, else none).
+
+    A plain folder of class folders (``root/<class>/<images>``, no ``train/``) is the training
+    part, and its held-out part is split from it (``"split"``). Links and duplicate files that
+    were not counted are described in ``notes``.
+    """
     train_dir = os.path.join(root, "train")
     if not os.path.isdir(train_dir):
-        raise DataNotFoundError(
-            f"{dataset}: {train_dir} not found; expected {root}/train/<class>/<images> and optionally "
-            f"{root}/test/<class>/... or {root}/val/<class>/..."
-        )
-    classes, train = scan_class_folders(train_dir, dataset)
+        plain = os.path.isdir(root) and not any(os.path.isdir(os.path.join(root, d)) for d in ("test", "val")) \
+            and any(e.is_dir() for e in os.scandir(root))
+        if not plain:
+            raise DataNotFoundError(
+                f"{dataset}: no class folders in {root}; expected {root}/<class>/<images>, or "
+                f"{root}/train/<class>/<images> with optionally {root}/test/<class>/... or {root}/val/<class>/..."
+            )
+        if held_out not in ("auto", "split"):
+            raise ConfigError(f"{dataset}: test_split={held_out!r}, but {root} holds class folders directly "
+                              f"(no train/ and {held_out}/); use test_split: split or auto")
+        classes, train = scan_class_folders(root, dataset, notes=notes)
+        return classes, {"train": train}, "split"
+    classes, train = scan_class_folders(train_dir, dataset, notes=notes)
     if held_out == "auto":
         held_out = next((d for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), "split")
     splits = {"train": train}
@@ -210,7 +316,7 @@ def load_image_folder(root: str, dataset: str, *, held_out: str) -> tuple[list[s
         held_dir = os.path.join(root, held_out)
         if not os.path.isdir(held_dir):
             raise DataNotFoundError(f"{dataset}: test_split={held_out!r} but {held_dir} does not exist")
-        _, splits["test"] = scan_class_folders(held_dir, dataset, {c: i for i, c in enumerate(classes)})
+        _, splits["test"] = scan_class_folders(held_dir, dataset, {c: i for i, c in enumerate(classes)}, notes)
     return classes, splits, held_out
 
 
@@ -219,10 +325,14 @@ def folder(root: str | None, *, download: bool = False, test_split: str = "auto"
            seed: int = 0, ratio: float | None = None, profile: str = "exp", n_max: int | None = None,
            class_order: Any = None, image_size: Any = None, mode: str | None = None,
            skip_corrupt: bool = False) -> DatasetBundle:
-    """Your own ImageFolder tree (train/ and optionally test/ or val/), optionally made long-tailed."""
+    """Your own images: ``root/<class>/*`` or ``root/train/<class>/*`` with optional test/ or val/.
+
+    Without a held-out folder, a stratified split of ``val_fraction`` (seeded by ``seed``) is the
+    test set; its size and seed are in ``info.notes``. Optionally made long-tailed (``ratio``).
+    """
     name = "folder"
     if root is None:
-        raise ConfigError("folder: pass root=<folder holding train/ (and optionally test/ or val/)>")
+        raise ConfigError("folder: pass root=<folder of class folders, or holding train/ (and optionally test/ or val/)>")
     test_split = check_choice(name, "test_split", test_split, ("auto", "test", "val", "split"))
     val_fraction = check_fraction(name, "val_fraction", val_fraction)
     seed = check_int(name, "seed", seed)
@@ -233,7 +343,7 @@ def folder(root: str | None, *, download: bool = False, test_split: str = "auto"
     mode = check_choice(name, "mode", mode, (None, "RGB", "L"))
     skip_corrupt = check_bool(name, "skip_corrupt", skip_corrupt)
     notes: list[str] = []
-    classes, splits, held = load_image_folder(root, name, held_out=test_split)
+    classes, splits, held = load_image_folder(root, name, held_out=test_split, notes=notes)
     splits, mode, size = prepare_images(
         name, splits, mode=mode, image_size=size, skip_corrupt=skip_corrupt, notes=notes
     )
@@ -242,6 +352,9 @@ def folder(root: str | None, *, download: bool = False, test_split: str = "auto"
         train_idx, test_idx = stratified_split([t for _, t in train], val_fraction, seed)
         test = [train[i] for i in test_idx]
         train = [train[i] for i in train_idx]
+        notes.append(f"no test/ or val/ folder: {len(test)} of {len(train) + len(test)} images held out for "
+                     f"testing, a stratified split (val_fraction {val_fraction}, seed {seed}: at least one "
+                     "image of every class with two or more, never a class's last one)")
     else:
         test = splits["test"]
     labels = [t for _, t in train]

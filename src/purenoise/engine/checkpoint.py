@@ -8,10 +8,16 @@ Checkpoints are read with ``torch.load(weights_only=True)``: only tensors, numbe
 lists, tuples, sets and mappings are rebuilt, so a file crafted to run code on unpickling (an
 object whose ``__reduce__`` calls ``os.system``) is refused before anything in it runs. What is
 saved is checked to be made of those types, so every checkpoint purenoise writes loads that way.
+
+What loads is still data from someone else: :func:`validate_checkpoint` checks its structure
+(required keys, types, ranges, weights that are real and finite, a resume position inside the
+run) before any of it is used, and :mod:`purenoise.engine.trust` keeps its config from deciding
+what is downloaded, unpickled, fetched from a model hub or read from where.
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 from collections import Counter, OrderedDict
@@ -24,7 +30,8 @@ import torch
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.fileio import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "load_optimizer_state", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "load_optimizer_state", "validate_checkpoint",
+           "check_weights", "CHECKPOINT_FORMAT", "MAX_IMAGE_SIDE"]
 
 CHECKPOINT_FORMAT = "purenoise-checkpoint-v1"
 
@@ -168,3 +175,167 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, module: torch.nn.Modu
         if old is not None and old in saved["state"]:
             new["state"][i] = saved["state"][old]
     optimizer.load_state_dict(new)
+
+
+# ------------------------------------------------------------------ the structure of a checkpoint
+#: The largest image side a checkpoint may ask for: far above any model purenoise trains, and
+#: small enough that resizing an image to it cannot exhaust memory.
+MAX_IMAGE_SIDE = 4096
+
+
+def _mapping(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+def _int_at_least(lo: int):
+    return lambda v: type(v) is int and v >= lo
+
+
+def _list_of(item, *, empty: bool = False):
+    return lambda v: isinstance(v, list) and (empty or len(v) > 0) and all(item(x) for x in v)
+
+
+_str_list, _count_list = _list_of(lambda x: isinstance(x, str)), _list_of(_int_at_least(0))
+
+
+def _finite_list(v: Any, positive: bool = False) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(
+        type(x) in (int, float) and math.isfinite(x) and (x > 0 or not positive) for x in v)
+
+
+def _optimizer(v: Any) -> bool:
+    groups = v.get("param_groups") if isinstance(v, dict) else None
+    return isinstance(v.get("state") if isinstance(v, dict) else None, dict) and isinstance(groups, list) \
+        and len(groups) > 0 and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+
+
+def _rng(v: Any) -> bool:
+    return isinstance(v, dict) and all(k in v for k in ("python", "numpy", "torch")) \
+        and isinstance(v["torch"], torch.Tensor)
+
+
+def _null_or_mapping(v: Any) -> bool:
+    return v is None or _mapping(v)
+
+
+# (key, check, what the key must be): every checkpoint, then exported models, then training state.
+_COMMON = (
+    ("config", _mapping, "a mapping (the run's config)"),
+    ("model", lambda v: _mapping(v) and all(isinstance(t, torch.Tensor) for t in v.values()),
+     "a mapping of parameter names to tensors"),
+)
+_EXPORTED = (
+    ("model_name", lambda v: isinstance(v, str) and bool(v), "a model name"),
+    ("model_options", _mapping, "a mapping of model options"),
+    ("num_classes", _int_at_least(1), "an integer >= 1"),
+    ("in_chans", lambda v: type(v) is int and v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    ("class_names", _str_list, "a non-empty list of class names"),
+    ("class_counts", _count_list, "a non-empty list of training counts (integers >= 0)"),
+    ("image_size", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+     and all(type(x) is int and 1 <= x <= MAX_IMAGE_SIDE for x in v), f"two integers from 1 to {MAX_IMAGE_SIDE}"),
+    ("mean", _finite_list, "a list of finite numbers (the input normalization)"),
+    ("std", lambda v: _finite_list(v, positive=True), "a list of positive finite numbers (the input normalization)"),
+)
+_TRAINING = (
+    ("epoch", _int_at_least(0), "an integer >= 0"),
+    ("batch", _int_at_least(0), "an integer >= 0"),
+    ("optimizer", _optimizer, "an optimizer state (a mapping with 'state' and 'param_groups')"),
+    ("scheduler", _mapping, "a learning-rate scheduler state"),
+    ("scaler", _mapping, "a gradient scaler state"),
+    ("rng", _rng, "the random generators' states (python, numpy, torch)"),
+    ("noise_generator", lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8, "a noise generator state"),
+)
+# Keys older checkpoints may lack; when present, they are checked.
+_TRAINING_OPTIONAL = (
+    ("param_names", _list_of(lambda x: isinstance(x, str), empty=True), "a list of names"),
+    ("world_size", _int_at_least(1), "an integer >= 1"),
+    ("class_counts", _count_list, "a list of training counts (integers >= 0)"),
+    ("epoch_state", _null_or_mapping, "null or a mapping"),
+    ("branch", _null_or_mapping, "null or a mapping"),
+    ("train_at_defer", _null_or_mapping, "null or a mapping"),
+)
+
+
+def _refuse(path: Any, problem: str) -> ModelError:
+    return ModelError(
+        f"checkpoint {path} cannot be used: {problem}. It was not written by purenoise, or was changed "
+        "since; use a checkpoint that purenoise wrote (a run's model.pt or checkpoints/*.pt)"
+    )
+
+
+def _check_keys(state: dict[str, Any], path: Any, schema, *, required: bool = True) -> None:
+    for key, check, what in schema:
+        if key not in state:
+            if required:
+                raise _refuse(path, f"it has no '{key}' entry ({what})")
+            continue
+        if not check(state[key]):
+            shown = repr(state[key])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise _refuse(path, f"its '{key}' is {shown}; it must be {what}")
+
+
+def _check_exported(state: dict[str, Any], path: Any) -> None:
+    _check_keys(state, path, _EXPORTED)
+    n, channels = state["num_classes"], state["in_chans"]
+    for key, want in (("class_names", n), ("class_counts", n), ("mean", channels), ("std", channels)):
+        if len(state[key]) != want:
+            what = "num_classes" if want == n else "in_chans"
+            raise _refuse(path, f"its '{key}' has {len(state[key])} entries but {what} is {want}")
+
+
+def check_weights(weights: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], path: Any) -> None:
+    """Each tensor of ``weights`` has the kind of its counterpart in ``reference`` (the model's own
+    state dict) and floating-point ones are finite: loading would otherwise cast integers or
+    complex numbers silently, and NaN weights give NaN predictions (printed as "nan%")."""
+    for key, tensor in weights.items():
+        own = reference.get(key)
+        if own is None:
+            continue  # keys and shapes are compared when the weights are loaded
+        if own.is_floating_point() and not tensor.is_floating_point():
+            raise _refuse(path, f"weight '{key}' is {tensor.dtype}, but the model's is {own.dtype} "
+                                "(floating-point weights must be real floating-point numbers)")
+        if not own.is_floating_point() and (tensor.is_floating_point() or tensor.is_complex()):
+            raise _refuse(path, f"entry '{key}' is {tensor.dtype}, but the model's is {own.dtype}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _refuse(path, f"weight '{key}' holds NaN or infinite values")
+
+
+def _check_position(state: dict[str, Any], path: Any, epochs: int, steps_per_epoch: int) -> None:
+    epoch, batch = state["epoch"], state["batch"]
+    if epoch > epochs or batch >= steps_per_epoch or (epoch == epochs and batch > 0):
+        raise _refuse(path, f"it is at epoch {epoch}, batch {batch}, outside this run ({epochs} epochs "
+                            f"of {steps_per_epoch} batches: epoch 0 to {epochs}, batch 0 to {steps_per_epoch - 1})")
+
+
+def validate_checkpoint(state: dict[str, Any], path: Any, *, training: bool = False,
+                        model: torch.nn.Module | None = None, epochs: int | None = None,
+                        steps_per_epoch: int | None = None) -> None:
+    """Check a loaded checkpoint against the structure purenoise writes, before anything uses it.
+
+    Every checkpoint has a ``config`` mapping and ``model`` weights; an exported model
+    (``kind: model``) also its classes, input size and normalization; a training checkpoint
+    (with ``training``: one to resume or branch from) its position, optimizer, scheduler and
+    generator states.
+
+    Args:
+        state: What :func:`load_checkpoint` returned.
+        path: The file, for messages.
+        training: Require the training state (resume, ``--init-from``).
+        model: The model the weights go into: their dtypes are checked against its own.
+        epochs, steps_per_epoch: The run's length: a resume position must lie inside it.
+
+    Raises:
+        ModelError: The first entry that is missing, of the wrong type or out of range, named.
+    """
+    _check_keys(state, path, _COMMON)
+    if state.get("kind") == "model":
+        _check_exported(state, path)
+    if training:
+        _check_keys(state, path, _TRAINING)
+        _check_keys(state, path, _TRAINING_OPTIONAL, required=False)
+    if model is not None:
+        check_weights(state["model"], model.state_dict(), path)
+    if epochs is not None and steps_per_epoch is not None:
+        _check_position(state, path, epochs, steps_per_epoch)
+

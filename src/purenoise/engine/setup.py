@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
+from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope, validate_config
 from purenoise.darbn import convert_darbn, revert_darbn
 from purenoise.data import create_dataset, create_transform, dataset_options, get_targets
-from purenoise.engine.checkpoint import load_checkpoint
+from purenoise.engine.checkpoint import check_weights, load_checkpoint, validate_checkpoint
+from purenoise.engine.trust import check_model_source
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.models import count_batchnorm, create_model
 from purenoise.schemes import NOISE_SCHEMES
@@ -228,6 +229,7 @@ def load_for_inference(path: str | Path, device: torch.device, data: Any = None,
     """
 
     state = load_checkpoint(path) if state is None else state
+    validate_checkpoint(state, path)
     cfg = state["config"]
     if state.get("kind") == "model":
         meta = state
@@ -238,16 +240,22 @@ def load_for_inference(path: str | Path, device: torch.device, data: Any = None,
             f"({Path(path).parent.parent / 'model.pt'} for a run folder's checkpoints/{Path(path).name})"
         )
     else:  # a training checkpoint: the metadata of the dataset it was trained on
+        cfg = validate_config(cfg, f"the config of {path}")
         meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
-                "class_names": data.info.class_names, "class_counts": state.get("class_counts", data.class_counts),
-                "image_size": list(data.info.image_size), "mean": list(data.info.mean),
-                "std": list(data.info.std), "model_name": cfg["model"], "model_options": model_options(cfg)}
-    # The file's options never fetch weights: the checkpoint's own weights replace them anyway.
+                "class_names": list(data.info.class_names),
+                "class_counts": state.get("class_counts", list(data.class_counts)),
+                "image_size": list(data.info.image_size), "mean": list(data.info.mean or ()),
+                "std": list(data.info.std or ()), "model_name": cfg["model"], "model_options": model_options(cfg)}
+        validate_checkpoint({**state, **meta, "kind": "model"}, path)  # the dataset's side of it too
+    # Only a model purenoise builds from its own code, and never with weights from elsewhere: the
+    # checkpoint's own weights replace them anyway.
+    check_model_source(meta["model_name"], meta["model_options"], path)
     options = {**meta["model_options"], "pretrained": False, "download": False}
-    model = create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **options)
+    model = revert_darbn(create_model(meta["model_name"], meta["num_classes"], in_chans=meta["in_chans"], **options))
     weights = state["model"]
     if state.get("kind") != "model" and any(".aux_bn." in k for k in weights):
         weights = {k: v for k, v in weights.items() if ".aux_bn." not in k}
-    load_model_state(revert_darbn(model), weights, path)
+    check_weights(weights, model.state_dict(), path)
+    load_model_state(model, weights, path)
     model.to(device).eval()
     return model, meta

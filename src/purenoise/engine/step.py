@@ -15,11 +15,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from purenoise.darbn import routed_forward
+from purenoise.darbn import routed_forward, routed_layers
 from purenoise.engine.evaluate import autocast_context
-from purenoise.errors import PureNoiseError
+from purenoise.errors import ConfigError, PureNoiseError
 
-__all__ = ["StepResult", "TrainingDiverged", "train_step"]
+__all__ = ["StepResult", "TrainingDiverged", "train_step", "check_batch_size"]
+
+# The start of BatchNorm's refusal of a batch that gives one value per channel.
+_ONE_VALUE = "Expected more than 1 value per channel when training"
 
 
 class TrainingDiverged(PureNoiseError):
@@ -35,6 +38,38 @@ class StepResult:
     images: torch.Tensor  # normalized, noise rows last
     labels: torch.Tensor
     n_noise: int
+
+
+def _plain_batch_norms(model: nn.Module) -> list[str]:
+    """Names of the BatchNorm layers in training mode that normalize every row together.
+
+    DAR-BN and auxiliary-BN layers (and the auxiliary branches inside them) are left out: they
+    normalize a group of one value per channel with their running statistics.
+    """
+    routed = routed_layers(model)
+    inside = {id(m) for layer in routed for m in layer.modules()}
+    return [name or "<model>" for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and id(m) not in inside]
+
+
+def check_batch_size(model: nn.Module, batch_size: int) -> None:
+    """Refuse a training batch of one row for a model with plain BatchNorm layers.
+
+    BatchNorm normalizes a row with the statistics of its batch; one row gives one value per
+    channel at a 1x1 feature map, which BatchNorm refuses in the middle of training. Called
+    where the batch size and the model meet, before any step.
+
+    Raises:
+        ConfigError: For ``batch_size`` 1 and a BatchNorm layer that is not DAR-BN.
+    """
+    names = _plain_batch_norms(model) if batch_size == 1 else []
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ConfigError(
+            f"config key 'batch_size' is 1, but the model's BatchNorm layers ({shown}) normalize each "
+            "batch with its own statistics, and one image gives them a single value per channel. "
+            "Set batch_size to 2 or more."
+        )
 
 
 def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
@@ -71,8 +106,17 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
     k = 0
     if noise is not None:
         images, labels, k = noise(images, labels, generator=generator)
-    with autocast_context(images.device, amp):
-        logits = routed_forward(model, images, k, noise_pass=noise_pass, blockers=blockers)
+    try:
+        with autocast_context(images.device, amp):
+            logits = routed_forward(model, images, k, noise_pass=noise_pass, blockers=blockers)
+    except ValueError as e:
+        if not str(e).startswith(_ONE_VALUE):
+            raise
+        raise ConfigError(
+            f"config key 'batch_size': a BatchNorm layer got one value per channel from a batch of "
+            f"{images.shape[0]} row(s){where} and cannot normalize it ({e}). Set batch_size to 2 or "
+            "more, or use bn_mode darbn, whose layers normalize such a batch with their running statistics."
+        ) from None
     loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     try:

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from purenoise.config import settings
 from purenoise.darbn import convert_sync_darbn, revert_darbn, split_blockers
-from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.batches import LoaderBatches
 from purenoise.engine.device_batches import device_batches_from_config
 from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
@@ -33,20 +32,19 @@ from purenoise.engine.evaluate import Normalizer, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
 from purenoise.engine.optim import create_optimizer, create_scheduler
 from purenoise.engine.run_folder import RunFolder
-from purenoise.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from purenoise.engine.seeding import derive_seed, seed_everything
 from purenoise.engine.setup import (
     augment_name,
     build_data,
     build_model,
-    check_branch_compatible,
     default_transforms,
     export_state,
-    load_model_state,
     loss_options,
 )
+from purenoise.engine.run_state import DIVERGED_ADVICE, RunState
 from purenoise.engine.signals import StopSignals, TrainingInterrupted, leave_stop_signals_to_main
-from purenoise.engine.step import StepResult, TrainingDiverged, train_step
-from purenoise.errors import ConfigError, OutputError, PureNoiseError
+from purenoise.engine.step import StepResult, TrainingDiverged, check_batch_size, train_step
+from purenoise.errors import ConfigError
 from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
 from purenoise.open import NoiseAugment, OPeN
@@ -59,7 +57,7 @@ __all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "
 _CHECK_EVERY = 25  # steps between host syncs for the progress bar and the non-finite check
 
 
-class Trainer:
+class Trainer(RunState):
     """Trains one run described by a resolved config (see :mod:`purenoise.config`).
 
     Args:
@@ -72,11 +70,12 @@ class Trainer:
             second phase from it instead of retraining the shared first phase.
         detect_anomaly: Run autograd anomaly detection (slow; for debugging NaNs).
         env: Process placement (default: from torchrun's environment, else one process).
+        reuse: Write into ``out_dir`` even if it holds files a run does not write.
     """
 
     def __init__(self, cfg: Mapping[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
                  init_from: str | None = None, detect_anomaly: bool = False,
-                 env: DistEnv | None = None) -> None:
+                 env: DistEnv | None = None, reuse: bool = False) -> None:
         self.cfg = cfg = settings(cfg)  # read by attribute; the trainer keeps no other copy
         self.out = Path(out_dir)
         self.env = env or init_distributed(cfg.device)
@@ -85,7 +84,7 @@ class Trainer:
         self.signals = StopSignals()
         self.is_main = self.env.is_main
         # Checked before any data is read: a bad --out should not cost a long set-up first.
-        self.folder = RunFolder(self.out, cfg.tensorboard) if self.is_main else None
+        self.folder = RunFolder(self.out, cfg.tensorboard, reuse=reuse) if self.is_main else None
         self._setup()
         self.start_epoch, self.start_batch, self.epoch_state = 0, 0, None
         self.branch: dict[str, Any] | None = None
@@ -93,6 +92,8 @@ class Trainer:
             self._resume(resume)
         elif init_from is not None:
             self._init_from(init_from)
+        # Continuing a run keeps its results; a new run (a branch too) clears the previous run's.
+        self.resumed = resume is not None and (self.start_epoch, self.start_batch) != (0, 0)
         self._wrap_model()
 
     # ----------------------------------------------------------------- set-up
@@ -105,6 +106,7 @@ class Trainer:
         self.num_classes = info.num_classes
         seed_everything(derive_seed(cfg.seed, "init"))  # model init independent of data set-up
         self.model = build_model(cfg, info, self.class_counts, warn=self.is_main)
+        check_batch_size(self.model, cfg.batch_size)  # one row at a time cannot train plain BatchNorm
         if cfg.sync_bn and env.distributed:
             convert_sync_darbn(self.model)
         self.model.to(self.device)
@@ -166,100 +168,15 @@ class Trainer:
                 "Use noise_pass 'auto' (splits only where exact) or 'joint'."
             )
 
-    # ----------------------------------------------------------------- state
-    def _state(self, epoch: int, batch: int, epoch_state: dict[str, float] | None) -> dict[str, Any]:
-        return {
-            "config": self.cfg.as_dict(),
-            "epoch": epoch,
-            "batch": batch,
-            "model": self.module.state_dict(),
-            "param_names": [n for n, p in self.module.named_parameters() if p.requires_grad],
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
-            "noise_generator": self.noise_gen.get_state(),
-            "epoch_state": epoch_state,
-            "class_counts": self.class_counts,
-            "branch": self.branch,
-            "world_size": self.env.world_size,
-            "train_at_defer": self.train_at_defer,
-        }
-
-    def _save(self, name: str, epoch: int, batch: int = 0, epoch_state=None) -> Path | None:
-        if not self.is_main:
-            return None
-        try:
-            return self.folder.save_checkpoint(name, self._state(epoch, batch, epoch_state))
-        except OutputError as e:
-            error = OutputError(f"{e}. Training stopped; once it can be written, continue with: purenoise "
-                                f"train --config {self.out / 'config.yaml'} --out {self.out} --resume auto")
-            error.errno = e.errno
-            raise error from None
-
-    def _restore(self, state: dict[str, Any], source: Path) -> None:
-        load_model_state(self.module, state["model"], source)
-        ckpt.load_optimizer_state(self.optimizer, self.module, state)
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        self.noise_gen.set_state(state["noise_generator"])
-
-    def _resume(self, resume: str) -> None:
-        path = RunPaths(self.out).last_checkpoint if resume == "auto" else Path(resume)
-        if resume == "auto" and not path.exists():
-            if self.is_main:
-                print(f"--resume auto: no checkpoint in {path.parent}, starting from scratch")
-            return
-        state = ckpt.load_checkpoint(path)
-        if state.get("world_size", 1) != self.env.world_size:
-            raise PureNoiseError(
-                f"checkpoint {path} was written by {state.get('world_size', 1)} process(es); resume it "
-                f"with the same number (this run has {self.env.world_size})"
-            )
-        check_branch_compatible(state["config"], self.cfg, path, same_run=True)
-        self._restore(state, path)
-        self.start_epoch, self.start_batch = state["epoch"], state["batch"]
-        self.epoch_state = state.get("epoch_state")
-        self.branch = state.get("branch")
-        self.train_at_defer = state.get("train_at_defer")
-        if self.is_main:
-            print(f"resumed from {path}: epoch {self.start_epoch + 1}, batch {self.start_batch}")
-
-    def _init_from(self, source: str) -> None:
-        defer = self.cfg.defer_epoch
-        if defer is None:
-            raise PureNoiseError("--init-from needs defer_epoch in the config: the epoch to branch at")
-        path = Path(source)
-        if path.is_dir():
-            path = RunPaths(source).epoch_checkpoint(defer)
-            if not path.exists():
-                found = [p.name for p in RunPaths(source).epoch_checkpoints()]
-                raise PureNoiseError(
-                    f"--init-from {source}: no checkpoint at the defer epoch {defer} ({path.name}); "
-                    f"found: {', '.join(found) or 'none'}. Train the parent with defer_epoch: {defer}"
-                )
-        state = ckpt.load_checkpoint(path)
-        if state["epoch"] != defer or state["batch"] != 0:
-            raise PureNoiseError(
-                f"--init-from {path}: it was taken at epoch {state['epoch']}, but this run branches "
-                f"at defer_epoch {defer}"
-            )
-        check_branch_compatible(state["config"], self.cfg, path, same_run=False)
-        self._restore(state, path)
-        self.start_epoch, self.start_batch = defer, 0
-        self.branch = {"from": str(path.resolve()), "epoch": defer, "parent": state["config"].get("name")}
-        if self.is_main:
-            self.folder.copy_parent_metrics(path.parent.parent, defer)
-            print(f"branched from {path} at epoch {defer}")
-
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any] | None:
         """Train to the last epoch, evaluate on the test set, write eval.json; return its metrics."""
         cfg = self.cfg
         if self.is_main:
-            self.folder.write_config(cfg)
             self.folder.truncate_metrics(self.start_epoch)
+            if not self.resumed and (gone := self.folder.clear_results()):
+                print(f"{self.out}: a new run starts here; removed the previous run's {', '.join(gone)}")
+            self.folder.write_config(cfg)
         try:
             with self.signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
                 for epoch in range(self.start_epoch, cfg.epochs):
@@ -276,6 +193,8 @@ class Trainer:
                     if self.is_main:
                         self.folder.append_metrics(record)
                         self._print_epoch(record)
+                    if self.stop_after_epoch:  # a signal in its last step: stop, its metrics line written
+                        self._interrupt(epoch + 1, 0, None)
                     if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                         self._save("last.pt", epoch + 1)
             return self._finish()
@@ -316,13 +235,13 @@ class Trainer:
             if bar is not None:
                 bar.update(cfg.batch_size)  # images drawn from the training set
             if any_rank(self.signals.received is not None, env) and not last:
+                self._check_finite(stats, epoch)  # a diverged run is reported as such, not saved
                 self._interrupt(epoch, b + 1, stats)
         if bar is not None:
             bar.close()
         self._check_finite(stats, epoch)
-        if any_rank(self.signals.received is not None, env):
-            self._save("last.pt", epoch + 1)
-            self._interrupt(epoch + 1, 0, None)
+        # A signal during the last step: the caller writes this epoch's metrics line, then stops.
+        self.stop_after_epoch = any_rank(self.signals.received is not None, env)
         return self._epoch_record(epoch, kind, stats, time.perf_counter() - t0, rows0)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, *, noise: bool = False,
@@ -402,20 +321,18 @@ class Trainer:
         bad = stats.values()["bad_step"]
         if any_rank(bad >= 0, self.env):
             step = int(bad) if bad >= 0 else epoch * self.steps_per_epoch
-            last = RunPaths(self.out).last_checkpoint
-            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
             raise TrainingDiverged(
                 f"the loss became NaN or infinite at epoch {epoch + 1}, step {step - epoch * self.steps_per_epoch + 1} "
-                f"(global step {step}); training stopped and {kept}. Usual causes: a learning rate too high "
-                f"for this batch size (lower lr or raise warmup_epochs), amp: fp16 overflow (use bf16), no "
-                f"grad_clip with a large lr, or a loss option out of range. Rerun with --detect-anomaly "
-                f"to find the operation that produced it."
+                f"(global step {step}); training stopped and {self._last_good()}. {DIVERGED_ADVICE}"
             )
 
     # ----------------------------------------------------------------- signals
     def _interrupt(self, epoch: int, batch: int, stats: EpochStats | None) -> None:
-        path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
         signum = self.signals.received or signal.SIGTERM
+        try:
+            path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{signal.Signals(signum).name} received, but {e}") from None
         where = f"epoch {epoch + 1}, batch {batch}" if batch else f"the start of epoch {epoch + 1}"
         raise TrainingInterrupted(
             f"{signal.Signals(signum).name} received: saved a resumable checkpoint at {where} "
