@@ -113,3 +113,23 @@ def test_primary_contrast_is_paired_by_seed_and_holm_corrected(ev, tmp_path):
     assert s3["n"] == 0  # no baseline seeds 5-9: P3 stays incomplete
     text = "\n".join(er.section(tmp_path))
     assert "| P1 |" in text and "above 0" in text and "| P3 |" in text and "incomplete" in text
+
+
+def test_readme_status_waits_for_the_whole_primary_family(ev, tmp_path):
+    """No verdict reaches the README before every seed of P1, P2 and P3 is in (Holm needs all three)."""
+    evidence, er = ev
+    main, long = evidence.MAIN, evidence.LONG
+    twin_m, twin_l = evidence.CANDIDATES[main][0], evidence.CANDIDATES[long][0]
+    (tmp_path / evidence.TWINS_FILE).write_text(json.dumps(
+        {"twins": {main: {"twin": twin_m}, long: {"twin": twin_l}}, "decided": "now"}))
+    for cell in (main, twin_m, long, twin_l):
+        for seed in range(5):
+            _write(tmp_path, cell, "drs", seed, 0.80)
+            _write(tmp_path, cell, "open", seed, 0.80 + (0.02 if cell == main else 0.0) + 0.001 * seed)
+    assert er.section_status(tmp_path).startswith("in progress")  # P3's ten seeds are missing
+    for seed in range(10):
+        for m, acc in (("erm", 0.78), ("rs", 0.79), ("drs", 0.80), ("erm_logit_adjust", 0.805),
+                       ("erm_ldam_drw", 0.79), ("open", 0.82 + 0.001 * seed)):
+            _write(tmp_path, main, m, seed, acc)
+    status = er.section_status(tmp_path)
+    assert status.startswith("its primary family is complete") and "P3 (main cell): OPeN ahead" in status

@@ -325,10 +325,15 @@ def section(runs: Path) -> list[str]:
 
 
 def section_status(runs: Path) -> str:
-    """One sentence for the README: how far the evidence study is, and its verdicts so far."""
-    specs = evidence.planned(runs)
-    done = sum((s.folder(runs) / "eval.json").exists() for s in specs)
+    """One sentence for the README: the verdicts once the primary family is complete, else "in progress".
+
+    Holm's correction needs all three primary quantities, so no verdict is quoted before every
+    seed of P1, P2 and P3 is in; the count of finished runs is left to RESULTS.md (it changes
+    with every run, the README only with a verdict).
+    """
     _, prim = _primary_table(runs)
+    expected = {"P1": len(PRIMARY_SEEDS), "P2": len(PRIMARY_SEEDS), "P3": len(BASELINE_SEEDS)}
+    if any(s["n"] < expected[name] for name, _, s, _, _ in prim):
+        return "in progress; RESULTS.md shows the runs finished so far."
     words = "; ".join(f"{name} ({what.split(':')[0]}): {v}" for name, what, _, _, v in prim)
-    return (f"{done} of the {len(specs)} runs it reads are done so far, the reused ones included ({words}); "
-            "see RESULTS.md.")
+    return f"its primary family is complete: {words}."
