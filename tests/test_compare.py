@@ -38,9 +38,10 @@ TINY = ["--set", "batch_size=8", "--set", "progress=false", "--set", "memorizati
 
 
 def write_folder(root: Path) -> Path:
-    """8x8 grayscale PNGs, a long tail over four classes, and four test images per class."""
+    """A plain folder, ``root/<class>/*.png`` (8x8 grayscale), a long tail over four classes: the
+    held-out images are split from it (a stratified fifth of each class)."""
     rng = np.random.default_rng(0)
-    for split, counts in (("train", COUNTS), ("test", [4] * len(COUNTS))):
+    for split, counts in ((".", [n + n // 4 + 1 for n in COUNTS]),):
         for k, n in enumerate(counts):
             d = root / split / f"c{k}"
             d.mkdir(parents=True, exist_ok=True)
@@ -254,6 +255,8 @@ def test_compare_trains_branches_and_says_the_verdict(finished):
             ev = json.loads((out / f"{m}_s{seed}" / "eval.json").read_text())
             assert ev["branch"]["parent"] == f"erm_s{seed}" and ev["branch"]["epoch"] == 2
             assert ev["method"] == m and "noise_pred_hist" in ev
+            # A plain folder: the held-out split's size and seed are recorded in every run.
+            assert any("held out" in n and "seed 0" in n for n in ev["data_notes"]), ev["data_notes"]
     cfg = yaml.safe_load((out / "erm_s0" / "config.yaml").read_text())
     assert (cfg["model"], cfg["defer_epoch"], cfg["milestones"], cfg["warmup_epochs"]) == ("resnet_small", 2, [2], 0)
     assert "compare: default model: resnet_small (images 8x8 px" in text

@@ -24,11 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study  # noqa: E402
+import study_plan  # noqa: E402
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
-def study_range(cell: str, runs: Path = study.RUNS) -> list[str]:
+def study_range(cell: str, runs: Path = study_plan.RUNS) -> list[str]:
     """Lines with the study's mean ± std per method of ``cell`` and the paired OPeN − DRS interval."""
     from purenoise.replicates import Replicates, paired_difference
     from purenoise.runs import load_run, summarize
@@ -36,13 +37,13 @@ def study_range(cell: str, runs: Path = study.RUNS) -> list[str]:
 
     groups = {}
     for m in ("erm", "drs", "open"):
-        specs = [study.RunSpec(cell, m, s) for s in study.MAIN_SEEDS]
+        specs = [study_plan.RunSpec(cell, m, s) for s in study_plan.MAIN_SEEDS]
         done = [s for s in specs if (s.folder(runs) / "eval.json").exists()]
         if done:
             groups[m] = Replicates(m, [load_run(s.folder(runs)) for s in done], [s.seed for s in done])
     if not groups:
         return [f"The study has no finished run of {cell} yet to compare with."]
-    lines = [f"The study's runs of the same cell ({runs.relative_to(study.REPO)}/{cell}), top-1 %:"]
+    lines = [f"The study's runs of the same cell ({runs.relative_to(study_plan.REPO)}/{cell}), top-1 %:"]
     for m, g in groups.items():
         tops = mean_std_of([summarize(r)["top1"] for r in g.runs])
         lines.append(f"  {m:5s} {tops:>14s}  (seeds {', '.join(map(str, g.seeds))})")
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Debian's dataset-fashion-mnist is not installed: torchvision downloads Fashion-MNIST "
               "into ./data", flush=True)
     t0 = time.perf_counter()
-    cell = study.demo_cell()
-    runs_dir = Path(study.REPO, args.runs)
-    print(f"main cell: {cell}" + ("" if study.main_cell(study.RUNS) else
+    cell = study_plan.demo_cell()
+    runs_dir = Path(study_plan.REPO, args.runs)
+    print(f"main cell: {cell}" + ("" if study_plan.main_cell(study_plan.RUNS) else
                                   " (the regime study has not chosen its main cell yet)"), flush=True)
     code = study.main(["--plan", "demo", "--runs", str(runs_dir), "--progress",
                        *[x for kv in extra for x in ("--set", kv)]])
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from purenoise.report import make_report
     from purenoise.runs import format_table, load_run
 
-    runs = [load_run(spec.folder(runs_dir)) for spec in study.plan("demo", runs_dir)]
+    runs = [load_run(spec.folder(runs_dir)) for spec in study_plan.plan("demo", runs_dir)]
     report = make_report(runs, out_dir=runs_dir / "report",
                          title=f"Fashion-MNIST-LT ({cell}): ERM vs DRS vs OPeN")
     print("\nFashion-MNIST-LT, imbalance ratio 100, balanced test set (10,000 images): top-1 equals "

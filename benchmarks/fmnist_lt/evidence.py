@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study  # noqa: E402
-from study import RunSpec  # noqa: E402
+import study_plan  # noqa: E402
+from study_plan import RunSpec  # noqa: E402
 
 MAIN = "fmnist_lt_r100_n1000_w2"  # n_max 1000, widths x2: memorizes (DRS minority-half train 99.7%)
 LONG = "fmnist_lt_r100_long"  # n_max 6000, widths x1: does not (95.2%)
@@ -107,18 +108,18 @@ def part(name: str, runs: Path, quiet: bool = False) -> list[RunSpec]:
             if not quiet:
                 print(f"primary: no twins chosen yet ({runs / TWINS_FILE}); nothing to do")
             return []
-        return (study.cell_runs(chosen[MAIN], PRIMARY_SEEDS, PAIRED)
-                + study.cell_runs(LONG, PRIMARY_SEEDS[3:], PAIRED)
-                + study.cell_runs(chosen[LONG], PRIMARY_SEEDS, PAIRED))
+        return (study_plan.cell_runs(chosen[MAIN], PRIMARY_SEEDS, PAIRED)
+                + study_plan.cell_runs(LONG, PRIMARY_SEEDS[3:], PAIRED)
+                + study_plan.cell_runs(chosen[LONG], PRIMARY_SEEDS, PAIRED))
     if name == "baselines":
         specs = []
         for seed in BASELINE_SEEDS:
-            specs += study.cell_runs(MAIN, (seed,), (*PAIRED, "rs"))
+            specs += study_plan.cell_runs(MAIN, (seed,), (*PAIRED, "rs"))
             for loss in LOSSES:
                 specs += [RunSpec(MAIN, f"erm_{loss}", seed), RunSpec(MAIN, f"open_{loss}", seed, f"erm_{loss}")]
         return specs
     if name == "subsets":
-        return [RunSpec(cell, m, 0, "erm" if m in study.BRANCHED else None, subset=k)
+        return [RunSpec(cell, m, 0, "erm" if m in study_plan.BRANCHED else None, subset=k)
                 for cell in (MAIN, LONG) for k in SUBSETS for m in ("erm", "drs", "open", "rs")]
     raise SystemExit(f"unknown part {name!r}; choose {', '.join(PARTS)} or all")
 
@@ -132,14 +133,14 @@ def planned(runs: Path) -> list[RunSpec]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", default="all", help=f"{', '.join(PARTS)} or all (default)")
-    ap.add_argument("--runs", default=str(study.RUNS), help="folder of the run folders")
+    ap.add_argument("--runs", default=str(study_plan.RUNS), help="folder of the run folders")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (a smoke test; needs its own --runs)")
     ap.add_argument("--cell", action="append", default=[], metavar="CELL", help="only this cell's runs")
     ap.add_argument("--method", action="append", default=[], metavar="METHOD", help="only this method's runs")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = ap.parse_args(argv)
-    if args.set and Path(args.runs).resolve() == study.RUNS.resolve():
+    if args.set and Path(args.runs).resolve() == study_plan.RUNS.resolve():
         raise SystemExit("--set changes the runs, so they are not the study's: give them their own --runs folder")
     runs = Path(args.runs).resolve()
     extra = tuple(x for kv in args.set for x in ("--set", kv)) + ("--set", "progress=false")
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         specs = part(name, runs)
         if args.cell or args.method:
-            specs = study.in_cells(specs, tuple(args.cell), tuple(args.method)) if specs else specs
+            specs = study_plan.in_cells(specs, tuple(args.cell), tuple(args.method)) if specs else specs
         if args.dry_run:
             for s in specs:
                 if not (s.folder(runs) / "eval.json").exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import evidence
 from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
-from study import RunSpec
+from study_plan import RunSpec
 
 from purenoise.runs import minority_half_accuracy
 from purenoise.tables import markdown_table

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 import evidence_results
-import study
+import study_plan
 from study_runs import Study, paired, values
 
 from purenoise.tables import pct
@@ -21,7 +21,8 @@ from purenoise.tables import pct
 BEGIN = "<!-- study summary: written by benchmarks/fmnist_lt/results.py -->"
 END = "<!-- end of study summary -->"
 MAIN, X1, LONG, SHORT = ("fmnist_lt_r100_n1000_w2", "fmnist_lt_r100_n1000", "fmnist_lt_r100_long",
-                         study.SHORT_CELL)
+                         study_plan.SHORT_CELL)
+BALANCED = study_plan.BALANCED_CELL
 
 
 def _d(d: dict | None) -> str:
@@ -88,7 +89,7 @@ def render(s: Study) -> list[str]:
         f"{_d(g(MAIN, 'open_features', 'open'))} ({_word(g(MAIN, 'open_features', 'open'))}), delta 3/6 "
         f"{_d(g(MAIN, 'open_delta_3of6', 'open'))}.",
         f"- **Noise as augmentation** on balanced data (100 images per class): noise_aug − ERM "
-        f"{_d(g(study.BALANCED_CELL, 'noise_aug', 'erm'))} ({_word(g(study.BALANCED_CELL, 'noise_aug', 'erm'))}).",
+        f"{_d(g(BALANCED, 'noise_aug', 'erm'))} ({_word(g(BALANCED, 'noise_aug', 'erm'))}).",
     ]
     return lines
 

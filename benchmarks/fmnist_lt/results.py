@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import evidence_results  # noqa: E402
 import readme_block  # noqa: E402
-import study  # noqa: E402
+import study_plan  # noqa: E402
 from study_runs import LABELS, LT_KEYS, METHOD_ORDER, Study, metric  # noqa: E402,F401
 from study_runs import paired as _paired  # noqa: E402
 from study_runs import values as _values  # noqa: E402
@@ -95,7 +95,7 @@ def _cell_section(s: Study, cell: str) -> list[str]:
 
 def _claims_overview(s: Study) -> list[str]:
     """The paper's orderings, one row each, one column per cell with paired runs: which way they fall."""
-    cells = [c for c in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL)
+    cells = [c for c in (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL, study_plan.SHORT_CELL)
              if any(s.get(c, m) and len(s.get(c, m).runs) > 1 for m in ("drs", "open", "rs"))]
     if not cells:
         return []
@@ -123,7 +123,7 @@ def _headline_points(s: Study) -> list[tuple]:
     """(cell, x: DRS minority-half training accuracy, y: OPeN − DRS top-1, lo, hi, the paired
     difference) per cell with at least two paired seeds; x, y, lo, hi in points."""
     pts = []
-    for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
+    for cell in (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL, study_plan.SHORT_CELL):
         d = _paired(s.get(cell, "open"), s.get(cell, "drs"))
         x = _values(s.get(cell, "drs"), "train_minority_half")
         if d is not None and d["n"] >= 2 and x:
@@ -251,7 +251,7 @@ def write(runs: Path, out: Path) -> Path:
         lines += ["No cell has two paired seeds of DRS and OPeN yet.", ""]
     lines += evidence_results.section(runs)
     lines += ["## The cells", ""]
-    for cell in (*study.REGIME_CELLS, study.WIDE_CELL, study.SHORT_CELL):
+    for cell in (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL, study_plan.SHORT_CELL):
         lines += _cell_section(s, cell)
     if s.main:
         cell = s.main["cell"]
@@ -270,7 +270,7 @@ def write(runs: Path, out: Path) -> Path:
         lines.append("")
     if s.main:
         lines += _main_report(s, s.main["cell"], out.parent / "figures")
-    cell = study.BALANCED_CELL
+    cell = study_plan.BALANCED_CELL
     lines += ["## Noise as augmentation on scarce balanced data (`fmnist_n100_w2`)", "",
               "100 training images per class, widths x2, 200 epochs: `noise_aug` (one noise image per four "
               "natural ones, DAR-BN) against plain ERM. The paper's balanced experiment (CIFAR-10, +0.9 points "
@@ -366,18 +366,18 @@ def _gpu_section() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", default=str(study.RUNS))
+    ap.add_argument("--runs", default=str(study_plan.RUNS))
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
     path = write(Path(args.runs), Path(args.out))
     print(f"wrote {path}")
-    if Path(args.runs).resolve() == study.RUNS.resolve():  # the README summarizes the study's own runs
-        readme = study.REPO / "README.md"
+    if Path(args.runs).resolve() == study_plan.RUNS.resolve():  # the README summarizes the study's own runs
+        readme = study_plan.REPO / "README.md"
         changed = readme_block.update(readme, readme_block.render(Study(Path(args.runs))))
         print(f"{'updated' if changed else 'unchanged'}: {readme}'s study summary")
         from purenoise.fileio import atomic_write_json
 
-        target = study.REPO / "src" / "purenoise" / "findings.json"  # quoted by compare and report
+        target = study_plan.REPO / "src" / "purenoise" / "findings.json"  # quoted by compare and report
         atomic_write_json(target, readme_block.findings(Study(Path(args.runs))))
         print(f"wrote {target}")
     return 0

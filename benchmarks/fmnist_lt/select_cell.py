@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import study  # noqa: E402
+import study_plan  # noqa: E402
 from purenoise.tables import pct  # noqa: E402
 
 THRESHOLD = 0.99
-CANDIDATES = (*study.REGIME_CELLS, study.WIDE_CELL)
+CANDIDATES = (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL)
 RULE = ("the cheapest cell (training FLOPs of its ERM run) whose ERM runs, seeds 0-2, classify at "
         f"least {THRESHOLD:.0%} of the un-augmented training images correctly at their end (mean "
         "train_top1)")
@@ -43,7 +43,7 @@ def cell_cost(cell: str) -> dict[str, float]:
     from purenoise.data.longtail import longtail_counts
     from purenoise.models import create_model
 
-    cfg = load_config(study.REPO / "configs" / cell / "erm.yaml")
+    cfg = load_config(study_plan.REPO / "configs" / cell / "erm.yaml")
     opts = cfg["dataset_options"]
     images = sum(longtail_counts(opts.get("n_max", 6000), 10, cfg["ratio"]))
     flops = training_flops_per_image(lambda: create_model(cfg["model"], 10, in_chans=1, **cfg["model_options"]),
@@ -55,8 +55,8 @@ def cell_cost(cell: str) -> dict[str, float]:
 def erm_memorization(runs: Path, cell: str) -> list[float | None]:
     """``train_top1`` of the cell's ERM runs, seeds 0-2 (None where not finished)."""
     out = []
-    for seed in study.SEEDS:
-        path = study.RunSpec(cell, "erm", seed).folder(runs) / "eval.json"
+    for seed in study_plan.SEEDS:
+        path = study_plan.RunSpec(cell, "erm", seed).folder(runs) / "eval.json"
         out.append(json.loads(path.read_text()).get("train_top1") if path.exists() else None)
     return out
 
@@ -84,11 +84,11 @@ def select(runs: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=str(study.RUNS))
+    ap.add_argument("--runs", default=str(study_plan.RUNS))
     ap.add_argument("--force", action="store_true", help="recompute a choice already written")
     args = ap.parse_args(argv)
     runs = Path(args.runs)
-    target = runs / study.MAIN_CELL_FILE
+    target = runs / study_plan.MAIN_CELL_FILE
     if target.exists() and not args.force:
         print(f"already chosen: {json.loads(target.read_text())['cell']} ({target})")
         return 0

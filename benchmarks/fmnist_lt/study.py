@@ -22,7 +22,11 @@ phase is trained once. Plans, each a list of runs, parents before their branches
 Finished runs (with an eval.json) are skipped and interrupted ones resume, so a study can be
 stopped and restarted at any time, in parts and across sessions. Each run is its own process,
 running the purenoise of the checkout this file is in; its command and wall time go to
-``study_log.jsonl``. ``results.py`` writes RESULTS.md from the run folders.
+``study_log.jsonl``. The runs are trained by the executor of ``purenoise compare``
+(``purenoise.plans``): a failed run does not stop the others (the plan exits with an error once they
+are done), and each run's line says how many are left and, from the log's timings, the time left.
+The runs and plans themselves are in ``study_plan.py``. ``results.py`` writes RESULTS.md from the
+run folders.
 
     python benchmarks/fmnist_lt/study.py              # every plan, in order (--plan NAME for one)
     python benchmarks/fmnist_lt/study.py --plan regime --cell fmnist_lt_r100   # one cell of a plan
@@ -33,112 +37,21 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import select_cell
+from study_plan import (  # noqa: F401 (the plans' names, read as study.X by the other scripts and the tests)
+    ABLATION, BALANCED_CELL, BRANCHED, CONFIGS, MAIN_CELL_FILE, MAIN_SEEDS, METHODS, REGIME_CELLS, REPO, RUNS,
+    SEEDS, SHORT_CELL, WIDE_CELL, RunSpec, cell_runs, demo_cell, in_cells, main_cell, plan,
+)
+
+from purenoise import plans
+from purenoise.plans import PlannedRun
 from purenoise.run_paths import RunPaths
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-RUNS = HERE / "runs"  # the study's run folders; their light files are kept in git
-CONFIGS = REPO / "configs"
-SEEDS = (0, 1, 2)
-MAIN_SEEDS = (0, 1, 2, 3, 4)
-METHODS = ("erm", "drs", "open", "rs")  # branches right after their parent: its checkpoint is fresh
-BRANCHED = {"drs", "open"}
-ABLATION = ("open_bn_standard", "open_bn_aux", "open_features", "open_delta_1of6", "open_delta_3of6")
-REGIME_CELLS = ("fmnist_lt_r100_n1000", "fmnist_lt_r100_n1000_w2", "fmnist_lt_r100_long")
-BALANCED_CELL = "fmnist_n100_w2"
-SHORT_CELL = "fmnist_lt_r100"
-WIDE_CELL = "fmnist_lt_r100_n1000_w4"
-MAIN_CELL_FILE = "main_cell.json"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of the study."""
-
-    setting: str  # configs/<setting>/
-    method: str  # configs/<setting>/<method>.yaml
-    seed: int
-    parent: str | None = None  # method of the run to branch from (same setting, seed and subset)
-    subset: int = 0  # subset_seed of the long-tailed subset (0: the standard one)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}_s{self.seed}"
-
-    @property
-    def cell(self) -> str:
-        """The folder of the run's cell: the setting, with the subset when it is not the standard one."""
-        return self.setting if self.subset == 0 else f"{self.setting}_sub{self.subset}"
-
-    def folder(self, runs: Path) -> Path:
-        return runs / self.cell / self.name
-
-    def command(self, runs: Path, extra: tuple[str, ...] = ()) -> list[str]:
-        cmd = ["purenoise", "train", "--config", f"configs/{self.setting}/{self.method}.yaml",
-               "--set", f"seed={self.seed}", "--set", f"name={self.cell}_{self.name}",
-               "--out", str(self.folder(runs))]
-        if self.subset:
-            cmd += ["--set", f"subset_seed={self.subset}"]
-        if self.parent:
-            cmd += ["--init-from", str(runs / self.cell / f"{self.parent}_s{self.seed}")]
-        return cmd + list(extra)
-
-
-def cell_runs(setting: str, seeds=SEEDS, methods=METHODS) -> list[RunSpec]:
-    """A cell's runs, seed by seed: ERM first, its branches next, then the others."""
-    out = []
-    for seed in seeds:
-        out.append(RunSpec(setting, "erm", seed))
-        out += [RunSpec(setting, m, seed, "erm" if m in BRANCHED or m.startswith("open_") else None)
-                for m in methods if m != "erm"]
-    return out
-
-
-def main_cell(runs: Path) -> str | None:
-    """The main job's cell as ``select_cell.py`` chose it, or None before the choice."""
-    path = runs / MAIN_CELL_FILE
-    return json.loads(path.read_text())["cell"] if path.exists() else None
-
-
-def demo_cell() -> str:
-    """The main job's cell: the chosen main cell, or the short reference cell until one is chosen."""
-    return main_cell(RUNS) or SHORT_CELL
-
-
-def plan(name: str, runs: Path = RUNS) -> list[RunSpec]:
-    """The runs of a plan, parents before their branches."""
-    specs: list[RunSpec] = []
-    if name == "demo":
-        specs = cell_runs(demo_cell(), (0,), ("erm", "drs", "open"))
-    elif name == "regime":
-        for cell in REGIME_CELLS[:2]:
-            specs += cell_runs(cell)
-        specs += [RunSpec(BALANCED_CELL, m, s) for s in SEEDS for m in ("erm", "noise_aug")]
-        specs += cell_runs(REGIME_CELLS[2]) + cell_runs(SHORT_CELL)
-    elif name == "main-cell":
-        cell = main_cell(runs)
-        if cell is None:
-            print(f"main-cell: no main cell chosen yet ({runs / MAIN_CELL_FILE}); nothing to do")
-            return []
-        # The ablation first: its runs branch from ERM runs the regime plan has already trained.
-        specs = cell_runs(cell, MAIN_SEEDS, ("erm", *ABLATION)) + cell_runs(cell, MAIN_SEEDS)
-    elif name == "wide":
-        specs = cell_runs(WIDE_CELL)
-    elif name == "short":
-        for setting in (SHORT_CELL, "fmnist_lt_r50"):
-            specs += cell_runs(setting)
-        specs += cell_runs(SHORT_CELL, SEEDS, ("erm", "open_bn_standard", "open_bn_aux", "open_features"))
-        specs += cell_runs(SHORT_CELL, SEEDS, ("erm", *[f"open_delta_{k}of6" for k in (1, 3, 4, 5, 6)]))
-    else:
-        raise SystemExit(f"unknown plan {name!r}; choose demo, regime, main-cell, wide or short")
-    seen: set[RunSpec] = set()
-    return [r for r in specs if not (r in seen or seen.add(r))]
+LOG_FILE = "study_log.jsonl"
 
 
 def _env(share_cpu: bool) -> dict[str, str]:
@@ -156,37 +69,59 @@ def _env(share_cpu: bool) -> dict[str, str]:
     return env
 
 
+def planned_run(spec: RunSpec, runs: Path, extra: tuple[str, ...]) -> PlannedRun:
+    """``spec`` as a run of :func:`purenoise.plans.execute`, its parent (if any) with it."""
+    parent = None
+    if spec.parent:
+        parent = planned_run(RunSpec(spec.setting, spec.parent, spec.seed, subset=spec.subset), runs, extra)
+    kind = f"{spec.cell}/{'branch' if spec.parent else 'full'}"  # a cell's runs cost alike
+    return PlannedRun(str(spec.folder(runs).relative_to(runs)), spec.folder(runs),
+                      tuple(spec.command(runs, extra)[1:]), parent, kind, spec)
+
+
+def _kind(entry: dict) -> str | None:
+    """The kind of a ``study_log.jsonl`` entry, as :func:`planned_run` gives it (None: unreadable)."""
+    run = entry.get("run")
+    return f"{Path(run).parent}/{'branch' if entry.get('parent') else 'full'}" if isinstance(run, str) else None
+
+
 def run_one(spec: RunSpec, runs: Path, extra: tuple[str, ...], log: Path, share_cpu: bool = True) -> float:
-    """Train one run in its own process (resuming it if it was interrupted); returns seconds."""
-    out = spec.folder(runs)
-    argv = spec.command(runs, extra)[1:]
-    if RunPaths(out).last_checkpoint.exists():
-        # An interrupted run continues where it stopped (its branch point is already inside).
-        i = argv.index("--init-from") if "--init-from" in argv else -1
-        if i >= 0:
-            del argv[i:i + 2]
-        argv += ["--resume", "auto"]
-    elif spec.parent:
-        parent = RunSpec(spec.setting, spec.parent, spec.seed, subset=spec.subset)
-        if not RunPaths(parent.folder(runs)).epoch_checkpoints():
-            # The parent's light files came from git without its checkpoints: retrain it first.
-            print(f"\n{parent.folder(runs)} has no branch checkpoint: training it again", flush=True)
-            RunPaths(parent.folder(runs)).eval.unlink(missing_ok=True)
-            run_one(parent, runs, extra, log, share_cpu)
-    print(f"\n=== {spec.cell}/{spec.name}: {' '.join(shlex.quote(a) for a in ['purenoise', *argv])}",
-          flush=True)
-    t0 = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "purenoise", *argv], cwd=REPO, env=_env(share_cpu))
-    seconds = time.perf_counter() - t0
-    # Every part of a run is logged, one an interruption ended too, so the study's time adds up.
-    entry = {"run": str(out.relative_to(runs)), "command": " ".join(spec.command(runs, extra)),
-             "seconds": round(seconds, 1), "parent": spec.parent, "machine": _machine(),
-             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "exit_code": code}
-    with log.open("a") as f:
-        f.write(json.dumps(entry) + "\n")
-    if code != 0:
-        raise SystemExit(f"run {out} failed with exit code {code}")
-    return seconds
+    """Train one run in its own process (resuming it if it was interrupted, training its parent
+    again first if its checkpoints are missing); returns seconds."""
+    return _execute(f"run {spec.cell}/{spec.name}", [planned_run(spec, runs, extra)], runs, extra, log, share_cpu)
+
+
+def _execute(who: str, todo: list[PlannedRun], runs: Path, extra: tuple[str, ...], log: Path,
+             share_cpu: bool) -> float:
+    """Train ``todo`` with the executor of ``purenoise compare``; the seconds spent. A failed run
+    does not stop the others, but the study stops with its message once they are done."""
+    spent = [0.0]
+
+    def record(run: PlannedRun, argv: list[str], code: int, seconds: float) -> None:
+        # Every part of a run is logged, one an interruption ended too, so the study's time adds up.
+        spec: RunSpec = run.spec
+        entry = {"run": run.name, "command": " ".join(spec.command(runs, extra)),
+                 "seconds": round(seconds, 1), "parent": spec.parent, "machine": _machine(),
+                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "exit_code": code}
+        with log.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        spent[0] += seconds
+
+    def runner(argv) -> int:
+        return plans.launch(argv, _env(share_cpu), cwd=REPO)
+
+    def estimate(left) -> float | None:
+        return plans.estimate_left(left, plans.read_log(log), _kind)
+
+    runs.mkdir(parents=True, exist_ok=True)
+    failed, stopped = plans.execute(todo, runner, record, estimate, who=who, retrain_parents=True)
+    if stopped:
+        raise SystemExit(f"{who}: stopped; run the same command again to resume")
+    if failed:
+        raise SystemExit(f"{who}: {len(failed)} runs did not finish: "
+                         + ", ".join(name if code is None else f"{name} (exit code {code})" for name, code in failed)
+                         + "; run the same command again to retry them")
+    return spent[0]
 
 
 def _machine() -> str:
@@ -204,8 +139,6 @@ def _machine() -> str:
 
 def run_all(runs: Path, extra: tuple[str, ...]) -> int:
     """``regime``, the choice of the main cell, ``wide`` when the choice needs it, ``main-cell``."""
-    import select_cell
-
     train_plan("regime", runs, extra)
     select_cell.main(["--runs", str(runs)])
     if main_cell(runs) is None:
@@ -218,23 +151,6 @@ def run_all(runs: Path, extra: tuple[str, ...]) -> int:
     return 0
 
 
-def in_cells(specs: list[RunSpec], cells: tuple[str, ...], methods: tuple[str, ...] = ()) -> list[RunSpec]:
-    """The runs of ``specs`` in the given cells and of the given methods (empty: all), order kept.
-
-    Runs a plan in parts: a cheap cell first while a long one waits, or the seeds of the paired
-    comparison before a baseline that is trained on its own (an interrupted run resumes later).
-    """
-    unknown = [c for c in cells if not (CONFIGS / c).is_dir() and c not in {s.cell for s in specs}]
-    if unknown:
-        raise SystemExit(f"--cell {', '.join(unknown)}: no such folder under {CONFIGS}")
-    known = {s.method for s in specs}
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise SystemExit(f"--method {', '.join(unknown)}: not in this plan (its methods: {', '.join(sorted(known))})")
-    return [s for s in specs if (not cells or s.setting in cells or s.cell in cells)
-            and (not methods or s.method in methods)]
-
-
 def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = True,
                cells: tuple[str, ...] = (), methods: tuple[str, ...] = ()) -> float:
     """Train the unfinished runs of a plan (only those of ``cells`` and ``methods``, if given); returns
@@ -245,16 +161,9 @@ def train_plan(name: str, runs: Path, extra: tuple[str, ...], share_cpu: bool = 
 def train_specs(name: str, specs: list[RunSpec], runs: Path, extra: tuple[str, ...],
                 share_cpu: bool = True) -> float:
     """Train the unfinished runs of ``specs`` in order, printing progress; returns the seconds spent."""
-    todo = [s for s in specs if not RunPaths(s.folder(runs)).eval.exists()]
-    print(f"plan {name}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
-    runs.mkdir(parents=True, exist_ok=True)
-    total = 0.0
-    for i, spec in enumerate(todo, 1):
-        if RunPaths(spec.folder(runs)).eval.exists():  # trained meanwhile as another run's parent
-            continue
-        print(f"[{i}/{len(todo)}]", end="", flush=True)
-        total += run_one(spec, runs, extra, runs / "study_log.jsonl", share_cpu)
-    print(f"\n{len(todo)} runs trained in {total / 60:.1f} min", flush=True)
+    todo = [planned_run(s, runs, extra) for s in specs]
+    total = _execute(f"plan {name}", todo, runs, extra, runs / LOG_FILE, share_cpu)
+    print(f"\nplan {name}: trained for {total / 60:.1f} min", flush=True)
     return total
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import study
+import study_plan
 
 METHOD_ORDER = ("erm", "rs", "drs", "open")
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "noise_aug": "noise_aug",
@@ -26,12 +26,13 @@ class Study:
 
         self.root = runs
         self.groups: dict[tuple[str, str], Replicates] = {}
-        planned = [s for name in ("regime", "main-cell", "wide") for s in study.plan(name, runs)]
+        planned = [s for name in ("regime", "main-cell", "wide") for s in study_plan.plan(name, runs)]
         self.planned = list(dict.fromkeys(planned))
         # The x4 cell is trained only when no cheaper cell memorizes (study.run_all): optional once
         # a main cell is chosen, required before.
-        self.main = json.loads((runs / study.MAIN_CELL_FILE).read_text()) if (runs / study.MAIN_CELL_FILE).exists() else None
-        optional = {study.WIDE_CELL} if self.main and self.main["cell"] != study.WIDE_CELL else set()
+        chosen = runs / study_plan.MAIN_CELL_FILE
+        self.main = json.loads(chosen.read_text()) if chosen.exists() else None
+        optional = {study_plan.WIDE_CELL} if self.main and self.main["cell"] != study_plan.WIDE_CELL else set()
         self.required = [s for s in self.planned if s.setting not in optional]
         for spec in self.planned:
             folder = spec.folder(runs)

@@ -5,17 +5,14 @@ Per seed, ERM is trained first; DRS and OPeN start from its checkpoint at the de
 Each run is its own ``python -m purenoise train`` process: a crash of one run does not stop
 the others (its branches wait for the next invocation), a run with ``eval.json`` is skipped,
 and an interrupted run continues with ``--resume auto``. Each run's command, exit code and
-seconds go to ``compare_log.jsonl``, whose timings estimate the time left.
+seconds go to ``compare_log.jsonl``, whose timings estimate the time left. The executor itself,
+shared with the Fashion-MNIST study scripts, is :func:`purenoise.plans.execute`.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,8 +21,8 @@ from typing import Any
 
 from purenoise.config import SCHEMA, SHARED, parse_override
 from purenoise.errors import ConfigError
-from purenoise.fileio import atomic_write_text
-from purenoise.run_paths import RunPaths
+from purenoise import plans
+from purenoise.plans import STOPPED, PlannedRun, read_log  # noqa: F401 (STOPPED, read_log: re-exported)
 
 __all__ = ["METHODS", "BRANCHED", "Method", "RunSpec", "parse_methods", "make_plan", "run_command",
            "launch", "read_log", "estimate_left", "train_plan", "LOG_FILE", "CONFIG_FILE", "VERDICT_FILE"]
@@ -34,8 +31,6 @@ METHODS = ("erm", "rs", "drs", "open")
 BRANCHED = ("drs", "open")  # train exactly like ERM until the defer epoch
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN"}
 CONFIG_FILE, LOG_FILE, VERDICT_FILE = "compare_config.yaml", "compare_log.jsonl", "verdict.md"
-#: Exit codes that mean the user stopped the plan (Ctrl-C, SIGTERM): it stops, to resume later.
-STOPPED = (130, 143, -2, -15)
 
 
 @dataclass(frozen=True)
@@ -134,16 +129,17 @@ def make_plan(methods: Sequence[Method], seeds: int, defer_epoch: int | None) ->
     return specs
 
 
-def run_command(spec: RunSpec, out: Path, config: Path) -> list[str]:
-    """The ``purenoise train`` arguments of a run: a new run, a branch, or a resumed one."""
+def run_command(spec: RunSpec, out: Path, config: Path, fresh: bool = False) -> list[str]:
+    """The ``purenoise train`` arguments of a run: a new run, a branch, or a resumed one
+    (``fresh``: as if it had not started)."""
     folder = out / spec.name
     argv = ["train", "--config", str(config), *(x for kv in spec.method.overrides() for x in ("--set", kv)),
             "--set", f"seed={spec.seed}", "--set", f"name={spec.name}", "--out", str(folder)]
-    if RunPaths(folder).last_checkpoint.exists():
-        return argv + ["--resume", "auto"]  # its branch point, if any, is inside
     if spec.parent:
         argv += ["--init-from", str(out / spec.parent)]
-    return argv
+    if fresh:
+        return argv
+    return plans.command(PlannedRun(spec.name, folder, tuple(argv)))  # a resumed run's branch point is inside
 
 
 def _child_env() -> dict[str, str]:
@@ -161,66 +157,14 @@ def launch(argv: Sequence[str]) -> int:
 
     A Ctrl-C reaches the run too, which saves a checkpoint and exits: it is waited for, not killed.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "purenoise", *argv], env=_child_env())
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return proc.wait()
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The entries of ``compare_log.jsonl``; lines that are not JSON objects are ignored."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
-
-
-def _append_log(path: Path, entry: dict[str, Any]) -> None:
-    """Add a line to the log, rewriting it atomically (a crash leaves the old log or the new one)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    atomic_write_text(path, text + json.dumps(entry) + "\n")
-
-
-def _seconds(entry: dict[str, Any]) -> float | None:
-    s = entry.get("seconds")
-    ok = isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
-    return float(s) if ok else None
+    return plans.launch(argv, _child_env())
 
 
 def estimate_left(left: Sequence[RunSpec], log: Sequence[dict[str, Any]]) -> float | None:
     """Seconds the runs ``left`` should take: per kind, the mean time of the finished runs of that
     kind (branches are much cheaper than full runs) times how many are left; ``None`` while a kind
     left has no finished run to go by."""
-    done: dict[str, list[float]] = {}
-    for e in log:
-        if e.get("exit_code") == 0 and e.get("kind") in ("full", "branch") and _seconds(e) is not None:
-            done.setdefault(e["kind"], []).append(_seconds(e))
-    total = 0.0
-    for spec in left:
-        times = done.get(spec.kind)
-        if not times:
-            return None
-        total += sum(times) / len(times)
-    return total
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    return f"about {seconds / 60:.1f} min" if seconds >= 60 else f"about {seconds:.0f} s"
+    return plans.estimate_left(left, log, lambda e: e.get("kind") if e.get("kind") in ("full", "branch") else None)
 
 
 def train_plan(plan: Sequence[RunSpec], out: Path, config: Path,
@@ -232,38 +176,19 @@ def train_plan(plan: Sequence[RunSpec], out: Path, config: Path,
     """
     runner = runner or launch
     log_path = out / LOG_FILE
-    failed: list[tuple[str, int | None]] = []
-    finished = sum(RunPaths(out / s.name).eval.exists() for s in plan)
-    print(f"compare: {finished} of {len(plan)} runs already finished" + (" (skipped)" if finished else ""), flush=True)
-    for i, spec in enumerate(plan, 1):
-        folder = out / spec.name
-        if RunPaths(folder).eval.exists():
-            continue
-        started = RunPaths(folder).last_checkpoint.exists()
-        if spec.parent and not started and not RunPaths(out / spec.parent).eval.exists():
-            print(f"compare: {spec.name} waits: its parent {spec.parent} did not finish", flush=True)
-            failed.append((spec.name, None))
-            continue
-        left = [s for s in plan if not RunPaths(out / s.name).eval.exists()]
-        when = _duration(estimate_left(left, read_log(log_path)))
-        print(f"\ncompare: run {i} of {len(plan)}: {spec.name}"
-              + (f" (from {spec.parent} at the switch epoch)" if spec.parent else "")
-              + f"; {len(plan) - len(left)} done, {len(left)} left, time left {when}", flush=True)
-        argv = run_command(spec, out, config)
-        print("compare: purenoise " + " ".join(shlex.quote(a) for a in argv), flush=True)
-        t0 = time.perf_counter()
-        code = runner(argv)
-        seconds = time.perf_counter() - t0
-        _append_log(log_path, {"run": spec.name, "command": "purenoise " + " ".join(shlex.quote(a) for a in argv),
-                               "exit_code": code, "seconds": round(seconds, 1), "kind": spec.kind,
-                               "parent": spec.parent, "resumed": "--resume" in argv,
-                               "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        if code in STOPPED:
-            print(f"compare: {spec.name} was stopped (exit code {code}); run the same command again to resume it",
-                  flush=True)
-            return failed + [(spec.name, code)], True
-        if code != 0 or not RunPaths(folder).eval.exists():
-            print(f"compare: {spec.name} failed (exit code {code}, its message is above); the other runs go on, "
-                  "and the same command again retries it", flush=True)
-            failed.append((spec.name, code or 1))
-    return failed, False
+    planned: dict[str, PlannedRun] = {}
+    for spec in plan:
+        parent = None
+        if spec.parent:
+            parent = planned.get(spec.parent) or PlannedRun(spec.parent, out / spec.parent, ())
+        planned[spec.name] = PlannedRun(spec.name, out / spec.name, tuple(run_command(spec, out, config, fresh=True)),
+                                        parent, spec.kind, spec)
+    runs = [planned[spec.name] for spec in plan]
+
+    def record(run: PlannedRun, argv: list[str], code: int, seconds: float) -> None:
+        plans.append_log(log_path, {"run": run.name, "command": "purenoise " + " ".join(shlex.quote(a) for a in argv),
+                                    "exit_code": code, "seconds": round(seconds, 1), "kind": run.kind,
+                                    "parent": run.spec.parent, "resumed": "--resume" in argv,
+                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    return plans.execute(runs, runner, record, lambda left: estimate_left(left, read_log(log_path)), who="compare")

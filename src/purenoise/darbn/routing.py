@@ -77,8 +77,8 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
     running statistics and gradients (to float rounding; in a model with dropout the two passes
     may draw other masks, from the same distribution), for less work. In ``"classifier"``
     mode noise rows train only the layers after the last DAR-BN, so the joint pass's backward
-    spends a quarter of its work on zeros, which the split pass never computes, and the noise
-    rows' activations are freed as soon as their pass ends (``benchmarks/SPEED.md``).
+    spends part of its work on zeros, which the split pass never computes, and the noise
+    rows' activations are freed as soon as their pass ends (measured in ``benchmarks/SPEED.md``).
     ``"auto"`` splits where :func:`split_blockers` finds no reason not to, except for a
     ``torch.compile``'d model: its single-pass graph is the configuration measured on GPUs, so
     ``"auto"`` keeps it (ask for ``"split"`` to compile the two passes instead).

@@ -128,7 +128,7 @@ def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], 
                 f"model '{cfg['model']}' has no BatchNorm2d layers, so DAR-BN has nothing to route: noise "
                 "images share every layer with natural images and their gradients reach every layer "
                 f"(noise_grad: {cfg['noise_grad']} has no effect), as with bn_mode: standard, which the "
-                "paper's BN ablation found worse than DAR-BN (CIFAR-10-LT: 81.45 vs 84.64). OPeN still "
+                "paper's BN ablation found worse than DAR-BN (docs/method.md, section 4). OPeN still "
                 "runs; for OPeN as published use a model with BatchNorm layers",
                 stacklevel=2,
             )
