@@ -113,6 +113,10 @@ def test_primary_contrast_is_paired_by_seed_and_holm_corrected(ev, tmp_path):
     assert s3["n"] == 0  # no baseline seeds 5-9: P3 stays incomplete
     text = "\n".join(er.section(tmp_path))
     assert "| P1 |" in text and "above 0" in text and "| P3 |" in text and "incomplete" in text
+    p1_row = next(line for line in text.splitlines() if line.startswith("| P1 |"))
+    p, p_adj = (float(x) for x in p1_row.split("|")[8:10])
+    assert p_adj == pytest.approx(min(1.0, 3 * p), abs=1e-4)  # P3 missing: Bonferroni bounds Holm
+    assert "upper bound of Holm's" in text
 
 
 def test_readme_status_waits_for_the_whole_primary_family(ev, tmp_path):
