@@ -35,6 +35,15 @@ def _write(runs: Path, cell: str, method: str, seed: int, top1: float, train_min
         "train_per_class_acc": train, "train_top1": sum(train) / 10}))
 
 
+def _choose_first_candidates(evidence, runs: Path) -> tuple[str, str, str, str]:
+    """Write a twins.json that picks each data size's first candidate; return (main, long, twins)."""
+    main, long = evidence.MAIN, evidence.LONG
+    twin_m, twin_l = evidence.CANDIDATES[main][0], evidence.CANDIDATES[long][0]
+    (runs / evidence.TWINS_FILE).write_text(json.dumps(
+        {"twins": {main: {"twin": twin_m}, long: {"twin": twin_l}}, "decided": "now"}))
+    return main, long, twin_m, twin_l
+
+
 def test_holm_and_t_test_match_their_definitions(ev):
     from scipy import stats
 
@@ -97,10 +106,7 @@ def test_parts_branch_each_loss_and_subsets_get_their_own_folders(ev, tmp_path):
 
 def test_primary_contrast_is_paired_by_seed_and_holm_corrected(ev, tmp_path):
     evidence, er = ev
-    main, long = evidence.MAIN, evidence.LONG
-    twin_m, twin_l = evidence.CANDIDATES[main][0], evidence.CANDIDATES[long][0]
-    (tmp_path / evidence.TWINS_FILE).write_text(json.dumps(
-        {"twins": {main: {"twin": twin_m}, long: {"twin": twin_l}}, "decided": "now"}))
+    main, long, twin_m, twin_l = _choose_first_candidates(evidence, tmp_path)
     gains = {main: [2.0, 1.5, 2.5, 1.8, 2.2], twin_m: [0.5, 0.2, 0.4, 0.1, 0.6],
              long: [0.0, -0.2, 0.1, -0.1, 0.0], twin_l: [0.1, -0.1, 0.3, 0.0, 0.2]}
     for cell, g in gains.items():
@@ -122,10 +128,7 @@ def test_primary_contrast_is_paired_by_seed_and_holm_corrected(ev, tmp_path):
 def test_readme_status_waits_for_the_whole_primary_family(ev, tmp_path):
     """No verdict reaches the README before every seed of P1, P2 and P3 is in (Holm needs all three)."""
     evidence, er = ev
-    main, long = evidence.MAIN, evidence.LONG
-    twin_m, twin_l = evidence.CANDIDATES[main][0], evidence.CANDIDATES[long][0]
-    (tmp_path / evidence.TWINS_FILE).write_text(json.dumps(
-        {"twins": {main: {"twin": twin_m}, long: {"twin": twin_l}}, "decided": "now"}))
+    main, long, twin_m, twin_l = _choose_first_candidates(evidence, tmp_path)
     for cell in (main, twin_m, long, twin_l):
         for seed in range(5):
             _write(tmp_path, cell, "drs", seed, 0.80)
