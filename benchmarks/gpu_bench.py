@@ -296,7 +296,7 @@ def main() -> None:
 
     # What share of the GPU the ERM step uses: tensor-core work per image over the step's rate.
     info = tr.data.info
-    per_image = training_flops_per_image(lambda: build_model(cfg, info, tr.class_counts, warn=False),
+    per_image = training_flops_per_image(lambda: build_model(tr.cfg, info, tr.class_counts, warn=False),
                                           (info.channels, *info.image_size))
     res.add(train_flops_per_image=per_image, erm_tflops=erm_rate * per_image / 1e12)
     print(f"work per training image: {per_image / 1e9:.2f} GFLOP (forward and backward, torch.utils.flop_counter); "

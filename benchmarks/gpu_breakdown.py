@@ -1,6 +1,9 @@
 """Where a WRN-28-10 training step's time goes on a GPU: model, optimizer, loader, OPeN, syncs.
 
-Times each part alone on warm (compiled) code, so a slow full step can be traced to its cause:
+Times each part alone on warm (compiled) code, so a slow full step can be traced to its cause.
+Every "step" figure is the trainer's own step (``purenoise.engine.step.train_step`` through
+``benchmarks/_step.py``: OPeN transform, routed forward, bf16 autocast, backward, clipping when
+``--grad-clip`` is given, SGD step, scheduler step); the "only" figures time one piece of it.
 
     python benchmarks/gpu_breakdown.py            # CUDA
     python benchmarks/gpu_breakdown.py --device cpu --quick
@@ -19,6 +22,7 @@ from purenoise import OPeN, PureNoise, convert_darbn, noise_routing
 from purenoise.models import create_model
 
 from _common import CIFAR10_LT_COUNTS
+from _step import Step
 
 
 def timed(fn, device, reps: int, warm: int = 3) -> float:
@@ -45,6 +49,9 @@ def main() -> None:
     ap.add_argument("--mode", default=None,
                     help="torch.compile mode, e.g. max-autotune-no-cudagraphs: inductor then times its own "
                          "convolution and matmul templates against cuDNN's (long compile)")
+    ap.add_argument("--noise-pass", default="auto", choices=["auto", "joint", "split"],
+                    help="how OPeN steps forward their noise rows (the trainer's config key noise_pass)")
+    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (config key grad_clip)")
     args = ap.parse_args()
     device = torch.device(args.device)
     quick = args.quick
@@ -59,38 +66,35 @@ def main() -> None:
     y = torch.arange(batch, device=device) % 10
     results = {}
 
-    def make_step(m, opt, k):
-        def step():
-            with torch.autocast(device.type, dtype=torch.bfloat16), noise_routing(m, k):
-                out = m(x)
-            loss = F.cross_entropy(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
+    def step(m, open_k: bool, **kw) -> Step:
+        """The trainer's step on ``m`` (OPeN when ``open_k``), bf16 autocast, this run's options."""
+        return Step(m, x, y, open_=open_ if open_k else None, amp=torch.bfloat16, lr=1e-3,
+                    noise_pass=args.noise_pass, grad_clip=args.grad_clip, **kw)
 
-    opt_foreach = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=2e-4)
-    results["eager ERM step"] = timed(make_step(model, opt_foreach, 0), device, reps)
-    results[f"eager OPeN step (k={batch // 4})"] = timed(make_step(model, opt_foreach, batch // 4), device, reps)
+    erm_eager, open_eager = step(model, False), step(model, True)
+    results["eager ERM step"] = timed(erm_eager, device, reps)
+    results["eager OPeN step"] = timed(open_eager, device, reps)
     compiled = torch.compile(model, mode=args.mode)
+    erm_compiled, open_compiled = step(compiled, False), step(compiled, True)
     t0 = time.perf_counter()
-    make_step(compiled, opt_foreach, 0)()
+    erm_compiled()
     results["compile ERM graph (s, once)"] = time.perf_counter() - t0
-    results["compiled ERM step"] = timed(make_step(compiled, opt_foreach, 0), device, reps)
+    results["compiled ERM step"] = timed(erm_compiled, device, reps)
     t0 = time.perf_counter()
-    make_step(compiled, opt_foreach, batch // 4)()
+    open_compiled()
     results["compile OPeN graph (s, once)"] = time.perf_counter() - t0
-    results[f"compiled OPeN step (k={batch // 4})"] = timed(make_step(compiled, opt_foreach, batch // 4), device, reps)
+    results["compiled OPeN step"] = timed(open_compiled, device, reps)
     if device.type == "cuda":
         opt_fused = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=2e-4, fused=True)
-        results["compiled ERM step, fused SGD"] = timed(make_step(compiled, opt_fused, 0), device, reps)
+        results["compiled ERM step, fused SGD"] = timed(step(compiled, False, optimizer=opt_fused), device, reps)
 
     def fwd_bwd():
+        """Forward and backward alone: the step without noise, optimizer and scheduler."""
         with torch.autocast(device.type, dtype=torch.bfloat16), noise_routing(compiled, 0):
             out = compiled(x)
         F.cross_entropy(out.float(), y).backward()
     results["compiled ERM forward+backward only"] = timed(fwd_bwd, device, reps)
-    results["optimizer step only (foreach)"] = timed(opt_foreach.step, device, reps)
+    results["optimizer step only (foreach)"] = timed(erm_compiled.opt.step, device, reps)
     results["OPeN transform (batch)"] = timed(lambda: open_(x, y, generator=gen), device, reps)
 
     from purenoise.data.batch_augment import create_batch_augment
@@ -102,15 +106,16 @@ def main() -> None:
     if device.type == "cuda":
         from torch.profiler import ProfilerActivity, profile
 
-        step = make_step(compiled, opt_foreach, batch // 4)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 augment(data, index, gen)
-                open_(x, y, generator=gen)
-                step()
+                open_compiled()  # the OPeN transform runs inside the step
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
-    print(f"{model_name}, batch {batch}, {device}, torch {torch.__version__}, compile mode {args.mode or 'default'}")
+    ks = open_eager.noise_counts + open_compiled.noise_counts
+    print(f"{model_name}, batch {batch}, {device}, torch {torch.__version__}, compile mode {args.mode or 'default'}, "
+          f"noise_pass {args.noise_pass}, grad_clip {args.grad_clip}; OPeN steps: {sum(ks) / len(ks):.1f} noise "
+          f"rows on average ({min(ks)}-{max(ks)})")
     for k, v in results.items():
         per_img = "" if "(s, once)" in k else f"  -> {batch / v:,.0f} img/s"
         print(f"  {k:<40} {v * 1e3:9.2f} ms{per_img}")

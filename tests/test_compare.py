@@ -30,7 +30,7 @@ from purenoise.compare_verdict import (
     verdict_line,
 )
 from purenoise.errors import ConfigError
-from purenoise.replicates import t_quantile
+from purenoise.reporting.replicates import t_quantile
 
 COUNTS = [24, 12, 6, 3]
 TINY = ["--set", "batch_size=8", "--set", "progress=false", "--set", "memorization=true", "--set", "workers=0",
@@ -137,9 +137,9 @@ def test_defaults_fill_only_what_the_user_did_not_set(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"dataset": "folder", "data_root": "x", "model": "resnet_small", "method": "open",
                                     "seed": 7, "warmup_epochs": 2, "defer_epoch": 5}))
-    cfg, notes = base_config(user_config(path, None, ["lr=0.05"], 10))
-    assert (cfg["model"], cfg["warmup_epochs"], cfg["defer_epoch"], cfg["milestones"]) == ("resnet_small", 2.0, 5, [8, 9])
-    assert (cfg["method"], cfg["seed"], cfg["lr"], cfg["epochs"]) == ("erm", 0, 0.05, 10)
+    base, notes = base_config(user_config(path, None, ["lr=0.05"], 10))
+    assert (base.model, base.warmup_epochs, base.defer_epoch, base.milestones) == ("resnet_small", 2.0, 5, [8, 9])
+    assert (base.method, base.seed, base.lr, base.epochs) == ("erm", 0, 0.05, 10)
     assert not any(n.startswith("default model") for n in notes)
     assert notes[0] == "not used: method: 'open', seed: 7 (compare sets the method, seed and name of each run)"
 

@@ -118,10 +118,8 @@ def test_the_checks_can_fail():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
 
 
-@pytest.mark.parametrize("module", ["purenoise.noise", "purenoise.open", "purenoise.schemes", "purenoise.fileio",
-                                    "purenoise.errors", "purenoise.config"])
-def test_the_method_and_the_ground_floor_import_no_engine_data_or_models(module):
-    edges, _ = _graph()
+def _reach(edges: dict[str, set[str]], module: str) -> set[str]:
+    """Every module ``module`` imports, directly or through others (its parent packages aside)."""
     seen, todo = set(), [module]
     while todo:
         m = todo.pop()
@@ -129,4 +127,30 @@ def test_the_method_and_the_ground_floor_import_no_engine_data_or_models(module)
             if t not in seen and not _is_ancestor_edge(m, t):
                 seen.add(t)
                 todo.append(t)
-    assert not {m for m in seen if m.split(".")[1:2] in (["engine"], ["data"], ["models"])}
+    return seen
+
+
+def _in(package: str, modules: set[str]) -> set[str]:
+    return {m for m in modules if m == package or m.startswith(package + ".")}
+
+
+@pytest.mark.parametrize("module", ["purenoise.noise", "purenoise.open", "purenoise.schemes", "purenoise.fileio",
+                                    "purenoise.errors", "purenoise.config", "purenoise.run_paths"])
+def test_the_method_and_the_ground_floor_import_no_engine_data_or_models(module):
+    edges, _ = _graph()
+    seen = _reach(edges, module)
+    assert not {m for m in seen if m.split(".")[1:2] in (["engine"], ["data"], ["models"], ["reporting"])}
+
+
+def test_the_engine_and_reporting_meet_only_below_both():
+    """The engine writes run folders and reporting reads them; the layout both use sits below both."""
+    edges, _ = _graph()
+    engine = {m for m in edges if m.startswith("purenoise.engine")}
+    reporting = {m for m in edges if m.startswith("purenoise.reporting")}
+    assert reporting and engine
+    for m in engine:
+        assert not _in("purenoise.reporting", _reach(edges, m)), m
+    for m in reporting:
+        assert not _in("purenoise.engine", _reach(edges, m)), m
+    assert "purenoise.run_paths" in _reach(edges, "purenoise.engine.run_folder")
+    assert "purenoise.run_paths" in _reach(edges, "purenoise.reporting.runs")

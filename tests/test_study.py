@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.data._writers import write_fmnist
-from tests.test_report import ACCS, _eval
+from tests.helpers.writers import write_fmnist
+from tests.helpers.run_folders import ACCS, eval_record
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "fmnist_lt"
 
@@ -65,7 +65,7 @@ def _write_run(root: Path, cell: str, method: str, seed: int, shift: float, trai
     cfg = {"name": f"{cell}_{method}_s{seed}", "method": method, "seed": seed, "dataset": "fmnist_lt",
            "model": "resnet_small", "epochs": 10, "defer_epoch": 6}
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    ev = _eval(method, [min(1.0, a + shift) for a in ACCS.get(method, ACCS["open"])], seed)
+    ev = eval_record(method, [min(1.0, a + shift) for a in ACCS.get(method, ACCS["open"])], seed)
     ev.update(train_top1=train_top1, train_per_class_acc=[1.0] * 5 + [0.9 + 0.01 * seed] * 5)
     (d / "eval.json").write_text(json.dumps(ev))
     return d

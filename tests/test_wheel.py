@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data._writers import write_fmnist
+from tests.helpers.writers import write_fmnist
 
 REPO = Path(__file__).resolve().parents[1]
 

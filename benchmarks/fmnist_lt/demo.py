@@ -31,9 +31,10 @@ DEBIAN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 def study_range(cell: str, runs: Path = study_plan.RUNS) -> list[str]:
     """Lines with the study's mean ± std per method of ``cell`` and the paired OPeN − DRS interval."""
-    from purenoise.replicates import Replicates, paired_difference
-    from purenoise.runs import load_run, summarize
-    from purenoise.tables import interval, mean_std_of
+    from purenoise.reporting.replicates import Replicates, paired_difference
+    from purenoise.reporting.runs import load_run
+    from purenoise.reporting.summary import summarize
+    from purenoise.reporting.text import interval, mean_std_of
 
     groups = {}
     for m in ("erm", "drs", "open"):
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                        *[x for kv in extra for x in ("--set", kv)]])
     if code:
         return code
-    from purenoise.report import make_report
-    from purenoise.runs import format_table, load_run
+    from purenoise.reporting.report import make_report
+    from purenoise.reporting.runs import load_run
+    from purenoise.reporting.summary import format_table
 
     runs = [load_run(spec.folder(runs_dir)) for spec in study_plan.plan("demo", runs_dir)]
     report = make_report(runs, out_dir=runs_dir / "report",

@@ -21,8 +21,8 @@ import evidence
 from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
 from study_plan import RunSpec
 
-from purenoise.runs import minority_half_accuracy
-from purenoise.tables import markdown_table
+from purenoise.reporting.summary import minority_half_accuracy
+from purenoise.reporting.text import markdown_table
 
 ALPHA = 0.05
 MARGIN = 1.0  # points: the pre-registered equivalence margin

@@ -16,7 +16,7 @@ import evidence_results
 import study_plan
 from study_runs import Study, paired, values
 
-from purenoise.tables import pct
+from purenoise.reporting.text import pct
 
 BEGIN = "<!-- study summary: written by benchmarks/fmnist_lt/results.py -->"
 END = "<!-- end of study summary -->"
@@ -26,7 +26,7 @@ BALANCED = study_plan.BALANCED_CELL
 
 
 def _d(d: dict | None) -> str:
-    """``+1.86 [+1.29, +2.43]`` in points, or ``n/a``."""
+    """The paired difference in points, ``mean [low, high]`` signed with two decimals, or ``n/a``."""
     if d is None or d["lo"] is None:
         return "n/a"
     return f"{100 * d['mean']:+.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"

@@ -6,13 +6,12 @@ Every figure in RESULTS.md is computed here from the run folders' eval.json / co
 ``study_log.jsonl``, from the shipped configs, or quoted from the paper (docs/method.md, with
 its source). Means and standard deviations are over seeds; differences between methods are
 **paired** by seed (the same seed: the same initialization and first phase; every seed trains on
-the same long-tailed subset) with a 95% t-interval over the seeds (``purenoise.replicates``, the code ``purenoise report`` uses).
+the same long-tailed subset) with a 95% t-interval over the seeds (``purenoise.reporting.replicates``, the code ``purenoise report`` uses).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -26,10 +25,12 @@ import study_plan  # noqa: E402
 from study_runs import LABELS, LT_KEYS, METHOD_ORDER, Study, metric  # noqa: E402,F401
 from study_runs import paired as _paired  # noqa: E402
 from study_runs import values as _values  # noqa: E402
-from purenoise.tables import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
+from purenoise.reporting.text import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RULE_COMMIT = "41daff1"  # the commit that fixed the main cell's rule in select_cell.py
+# Facts of the study's history that RESULTS.md quotes (the commit that fixed the main cell's rule),
+# kept as data beside this file so that rendering the page needs no git.
+PROVENANCE = HERE / "provenance.json"
 CELL_TITLES = {
     "fmnist_lt_r100_n1000": "n_max 1000, widths x1 (16-32-64), 200 epochs",
     "fmnist_lt_r100_n1000_w2": "n_max 1000, widths x2 (32-64-128), 200 epochs",
@@ -38,7 +39,7 @@ CELL_TITLES = {
     "fmnist_lt_r100": "n_max 6000, widths x1, 30 epochs (the short reference)",
 }
 DIFFS = (("open", "drs"), ("drs", "rs"), ("open", "erm"), ("open", "rs"))
-# The orderings of the paper's Table 1 (CIFAR-10-LT 100: OPeN 84.6 > DRS 83.0 > ERM 79.6 > RS 75.1).
+# The orderings of the paper's Table 1 on CIFAR-10-LT 100 (OPeN > DRS > ERM > RS; figures in PAPER).
 CLAIMS = (("open", "drs"), ("drs", "erm"), ("erm", "rs"), ("open", "erm"), ("drs", "rs"), ("open", "rs"))
 BONFERRONI = 1 - 0.05 / len(CLAIMS)  # the level at which a cell's orderings hold together
 # The paper's and the reproduction's top-1 (%), WRN-28-10 (docs/method.md, section 4), to compare with.
@@ -131,16 +132,9 @@ def _headline_points(s: Study) -> list[tuple]:
     return pts
 
 
-def _commit_time(rev: str) -> str:
-    """When ``rev`` was committed (UTC), read from git; "not in this clone" when git cannot say."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "-C", str(HERE), "show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%d %H:%M:%S",
-                              rev], capture_output=True, text=True, check=True, env={"TZ": "UTC", "PATH": os.environ.get("PATH", "")})
-        return out.stdout.strip() + " UTC"
-    except (OSError, subprocess.CalledProcessError):
-        return "commit not in this clone"
+def _rule_provenance() -> dict:
+    """The main cell's rule as ``provenance.json`` records it: its file, commit and commit time."""
+    return json.loads(PROVENANCE.read_text(encoding="utf-8"))["main_cell_rule"]
 
 
 def _machines(log: list[dict]) -> str:
@@ -152,9 +146,10 @@ def _selection(s: Study) -> list[str]:
     import select_cell
 
     choice = s.main or select_cell.select(s.root)
+    rule = _rule_provenance()
     lines = ["## The main job's cell", "",
              f"Chosen by a rule on memorization alone (it reads no OPeN number): {choice['rule']}. The rule "
-             f"is in `select_cell.py` since commit {RULE_COMMIT} ({_commit_time(RULE_COMMIT)}); the study's first "
+             f"is in `{rule['file']}` since commit {rule['commit']} ({rule['committed']}); the study's first "
              f"run finished at {min((e['finished'] for e in s.log), default='-')}, and its first OPeN run later.", ""]
     rows = []
     for c in choice["cells"]:
@@ -174,7 +169,7 @@ def _selection(s: Study) -> list[str]:
 
 
 def write(runs: Path, out: Path) -> Path:
-    from purenoise import plots
+    from purenoise.reporting import plots
     from purenoise.fileio import atomic_write_text
 
     s = Study(runs)
@@ -289,7 +284,7 @@ def write(runs: Path, out: Path) -> Path:
 
 def _main_report(s: Study, cell: str, fig_dir: Path) -> list[str]:
     """``purenoise report`` of the main cell's ERM, DRS and OPeN runs, every seed, grouped by method."""
-    from purenoise.report import make_report
+    from purenoise.reporting.report import make_report
 
     runs = [r for m in ("erm", "drs", "open") if s.get(cell, m) for r in s.get(cell, m).runs]
     if not runs:

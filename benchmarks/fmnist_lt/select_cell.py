@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import study_plan  # noqa: E402
-from purenoise.tables import pct  # noqa: E402
+from purenoise.reporting.text import pct  # noqa: E402
 
 THRESHOLD = 0.99
 CANDIDATES = (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL)

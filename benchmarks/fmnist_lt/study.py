@@ -17,10 +17,10 @@ phase is trained once. Plans, each a list of runs, parents before their branches
 - ``short``: the 30-epoch study of ratios 100 and 50 with its ablations (the earlier study).
 - ``all``: the whole study in the order that lets the choice be made: ``regime``, then
   ``select_cell.py``; ``wide`` if no cheaper cell memorizes (and ``select_cell.py`` again); then
-  ``main-cell``. One command for a study that spans sessions.
+  ``main-cell``. One command for a study that takes many separate sittings.
 
 Finished runs (with an eval.json) are skipped and interrupted ones resume, so a study can be
-stopped and restarted at any time, in parts and across sessions. Each run is its own process,
+stopped and restarted at any time, in parts and over many days. Each run is its own process,
 running the purenoise of the checkout this file is in; its command and wall time go to
 ``study_log.jsonl``. The runs are trained by the executor of ``purenoise compare``
 (``purenoise.plans``): a failed run does not stop the others (the plan exits with an error once they
@@ -58,9 +58,9 @@ def _env(share_cpu: bool) -> dict[str, str]:
     """The environment of a run: this checkout's purenoise first on the path.
 
     ``share_cpu``: idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``).
-    A study runs for hours next to other work, and on a busy 2-core machine the spinning threads
-    of two processes slow each other down up to tenfold; alone on the machine (the demo), the
-    default policy was faster. The results are the same to the bit either way.
+    A study runs for hours next to other work, and on a busy machine with few cores the spinning
+    threads of two processes take each other's CPU time; alone on the machine (the demo), spinning
+    costs nothing and the default policy is kept. The results are the same to the bit either way.
     """
     env = dict(os.environ)
     if share_cpu:

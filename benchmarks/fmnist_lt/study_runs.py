@@ -21,8 +21,8 @@ class Study:
     """The finished runs, by cell and method, as seed replicates."""
 
     def __init__(self, runs: Path) -> None:
-        from purenoise.replicates import Replicates
-        from purenoise.runs import load_run
+        from purenoise.reporting.replicates import Replicates
+        from purenoise.reporting.runs import load_run
 
         self.root = runs
         self.groups: dict[tuple[str, str], Replicates] = {}
@@ -59,7 +59,7 @@ class Study:
 # ---------------------------------------------------------------------------- numbers
 def metric(run, key: str) -> float | None:
     """A run's metric: eval.json's summaries, plus the training-set (memorization) ones."""
-    from purenoise.runs import minority_half_accuracy, summarize
+    from purenoise.reporting.summary import minority_half_accuracy, summarize
 
     ev = run.eval
     if key == "train_minority_half":
@@ -80,7 +80,7 @@ def values(group, key: str) -> list[float]:
 
 def paired(a, b, key: str = "top1", level: float = 0.95) -> dict | None:
     """``a - b`` paired by seed with its t-interval at ``level`` (fractions); None without both groups."""
-    from purenoise.replicates import paired_difference
+    from purenoise.reporting.replicates import paired_difference
 
     if a is None or b is None:
         return None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from purenoise.config import load_config, parse_override, validate_config
+from purenoise.config import load_config, parse_override, saved_value, settings, validate_config
 from purenoise.data import create_dataset, create_transform, list_datasets
 from purenoise.engine.checkpoint import load_checkpoint, validate_checkpoint
 from purenoise.engine.distributed import cleanup, exit_process, peer_failed, report_once, resolve_device
@@ -28,9 +28,11 @@ from purenoise.engine.trainer import Trainer, TrainingDiverged, TrainingInterrup
 from purenoise.errors import ConfigError, PureNoiseError
 from purenoise.fileio import atomic_write_json
 from purenoise.shipped import list_configs, resolve_config
-from purenoise.report import make_report
+from purenoise.reporting.report import make_report
 from purenoise.run_paths import RunPaths, check_run_name
-from purenoise.runs import format_table, load_run
+from purenoise.settings import Settings
+from purenoise.reporting.runs import load_run
+from purenoise.reporting.summary import format_table
 
 __all__ = ["main", "entry", "build_parser"]
 
@@ -45,15 +47,15 @@ def _fail(message: str, code: int = EXIT_USER_ERROR, *, collective: bool = False
     return code
 
 
-def _default_out(cfg: dict[str, Any]) -> Path:
-    return Path("runs") / (cfg["name"] or "run")
+def _default_out(s: Settings) -> Path:
+    return Path("runs") / (s.name or "run")
 
 
-def _check_name(cfg: dict[str, Any], config: Any) -> None:
+def _check_name(s: Settings, config: Any) -> None:
     """A run's name names a folder under runs/: it must not be a path (see :func:`check_run_name`)."""
-    if cfg.get("name") is not None:
+    if s.name is not None:
         source = f"config key 'name' (from {config})" if config is not None else "config key 'name'"
-        check_run_name(cfg["name"], source)
+        check_run_name(s.name, source)
 
 
 # ------------------------------------------------------------------------------ train
@@ -70,10 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             base = _resume_base(args.resume, args.set, args.out)
         else:
             raise PureNoiseError(f"no --config given and no {source} to resume from")
-    cfg = load_config(config, args.set, base=base)
-    _check_name(cfg, config)
-    out = Path(args.out) if args.out else _default_out(cfg)
-    trainer = Trainer(cfg, out, resume=args.resume, init_from=args.init_from, detect_anomaly=args.detect_anomaly,
+    run_settings = settings(load_config(config, args.set, base=base))
+    _check_name(run_settings, config)
+    out = Path(args.out) if args.out else _default_out(run_settings)
+    trainer = Trainer(run_settings, out, resume=args.resume, init_from=args.init_from, detect_anomaly=args.detect_anomaly,
                       reuse=args.reuse)
     metrics = trainer.fit()
     if metrics is not None and trainer.is_main:
@@ -118,7 +120,7 @@ def _summary(m: dict[str, Any], out: Path) -> str:
         return "  n/a" if v is None else f"{100 * v:5.2f}"
 
     return (f"{m.get('run') or out.name}: top-1 {pct(m['top1'])}%  balanced {pct(m['balanced_acc'])}%  "
-            f"many {pct(m['many'])}  medium {pct(m['medium'])}  few {pct(m['few'])}  -> {out / 'eval.json'}")
+            f"many {pct(m['many'])}  medium {pct(m['medium'])}  few {pct(m['few'])}  -> {RunPaths(out).eval}")
 
 
 # ------------------------------------------------------------------------------ eval / predict
@@ -135,37 +137,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     validate_checkpoint(state, args.checkpoint)
     exported = state.get("kind") == "model"
-    model_cfg = state if exported else state["config"]
-    check_model_source(model_cfg.get("model_name" if exported else "model"), model_cfg.get("model_options"),
-                       args.checkpoint)
-    for key, value, why in checkpoint_settings(state["config"]):
+    received = state["config"]
+    if exported:
+        check_model_source(state.get("model_name"), state.get("model_options"), args.checkpoint)
+    else:
+        check_model_source(saved_value(received, "model"), saved_value(received, "model_options"), args.checkpoint)
+    for key, value, why in checkpoint_settings(received):
         if key == "data_root" and not args.data_root:
             print(f"note: {args.checkpoint} was trained on data in {value}, which is not read unless you "
                   f"name it: --data-root {value}", file=sys.stderr)
         elif key not in ("data_root", "name", "model") and not key.startswith("model_options."):
             print(f"note: the checkpoint's setting {key}: {value!r} is not used: it {why}, which only "
                   "you decide", file=sys.stderr)
-    cfg = safe_config(state["config"])
+    # The checkpoint's config as far as it may decide, with what the command line says instead.
+    given: dict[str, Any] = {"download": False}
     if args.dataset:
-        same = args.dataset.strip().lower().replace("-", "_") == str(cfg["dataset"]).lower().replace("-", "_")
+        trained_on = saved_value(received, "dataset")
+        same = args.dataset.strip().lower().replace("-", "_") == str(trained_on).lower().replace("-", "_")
         if not exported and not same:
             raise PureNoiseError(
                 f"{args.checkpoint} is a training checkpoint: its input normalization is that of "
-                f"{cfg['dataset']}'s training set. To evaluate on {args.dataset}, use the run's "
+                f"{trained_on}'s training set. To evaluate on {args.dataset}, use the run's "
                 f"exported model.pt, which records it"
             )
-        cfg["dataset"] = args.dataset
+        given["dataset"] = args.dataset
     if args.data_root:
-        cfg["data_root"] = args.data_root
-    cfg["download"] = False
-    cfg = validate_config(cfg)
-    data = build_data(cfg)
+        given["data_root"] = args.data_root
+    eval_settings = settings(validate_config({**safe_config(received), **given}))
+    data = build_data(eval_settings)
     device = resolve_device(args.device)
     model, meta = load_for_inference(args.checkpoint, device, data, state)
     if data.test is None:
-        raise PureNoiseError(f"dataset {cfg['dataset']} has no test split to evaluate on")
+        raise PureNoiseError(f"dataset {eval_settings.dataset} has no test split to evaluate on")
     if data.info.num_classes != meta["num_classes"]:
-        raise PureNoiseError(f"the model has {meta['num_classes']} classes but {cfg['dataset']} has "
+        raise PureNoiseError(f"the model has {meta['num_classes']} classes but {eval_settings.dataset} has "
                              f"{data.info.num_classes}")
     metrics = evaluate(model, data.test, class_counts=meta["class_counts"], device=device,
                        normalize=Normalizer(meta["mean"], meta["std"], device), batch_size=args.batch_size,

@@ -33,13 +33,14 @@ from purenoise.compare_plan import (
 )
 from purenoise.compare_setup import base_config, user_config
 from purenoise.compare_verdict import PAIRS, pair_verdicts, should_open_help
-from purenoise.config import FREE, SCHEMA, apply_overrides, dump_config, validate_config
+from purenoise.config import FREE, SCHEMA, apply_overrides, dump_config, saved_value, validate_config
 from purenoise.errors import ConfigError, OutputError
 from purenoise.fileio import atomic_write_text
-from purenoise.replicates import Replicates
+from purenoise.reporting.replicates import Replicates
 from purenoise.run_paths import RunPaths
-from purenoise.runs import load_run
-from purenoise.tables import mean_std_of
+from purenoise.reporting.runs import load_run
+from purenoise.settings import Settings
+from purenoise.reporting.text import mean_std_of
 
 __all__ = ["compare", "check_out", "verdict_markdown"]
 
@@ -49,12 +50,13 @@ _RUN_FOLDER = re.compile(r"(?:erm|rs|drs|open)(?:_[A-Za-z0-9_.-]+)?_s\d+")
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys that change a result (not the free ones) whose values differ, as ``key: old -> new``."""
-    return [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in SCHEMA
-            if SCHEMA[k].scope != FREE and k not in ("method", "seed") and old.get(k) != new.get(k)]
+    """The keys that change a result (not the free ones) whose values differ between two saved
+    configs, as ``key: old there, new now``."""
+    return [f"{k}: {saved_value(old, k)!r} there, {saved_value(new, k)!r} now" for k in SCHEMA
+            if SCHEMA[k].scope != FREE and k not in ("method", "seed") and saved_value(old, k) != saved_value(new, k)]
 
 
-def check_out(out: Path, cfg: dict[str, Any]) -> None:
+def check_out(out: Path, base: Settings) -> None:
     """Refuse an ``--out`` that holds anything but this comparison's own files, or a comparison
     with other settings (its runs would not be comparable with new ones)."""
     if out.exists() and not out.is_dir():
@@ -76,7 +78,7 @@ def check_out(out: Path, cfg: dict[str, Any]) -> None:
         old = yaml.safe_load((out / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise OutputError(f"{out / CONFIG_FILE} cannot be read ({e}); choose another --out") from None
-    new = yaml.safe_load(dump_config(cfg))
+    new = yaml.safe_load(dump_config(base))
     diff = _differences(old if isinstance(old, dict) else {}, new)
     if diff:
         raise ConfigError(
@@ -84,10 +86,10 @@ def check_out(out: Path, cfg: dict[str, Any]) -> None:
             "comparable with new ones: give the same settings to continue it, or choose another --out")
 
 
-def _check_runs(cfg: dict[str, Any], plan: Sequence[RunSpec]) -> None:
+def _check_runs(base: Settings, plan: Sequence[RunSpec]) -> None:
     """Each run's config must be valid (a variant's value, a switch epoch in range) before any run starts."""
     for method in {s.method for s in plan}:
-        validate_config(apply_overrides(cfg, method.overrides()), f"--methods ({method.label})")
+        validate_config(apply_overrides(base.as_dict(), method.overrides()), f"--methods ({method.label})")
 
 
 def _groups(plan: Sequence[RunSpec], out: Path) -> tuple[dict[str, Replicates], dict[str, str], list[Method]]:
@@ -99,7 +101,7 @@ def _groups(plan: Sequence[RunSpec], out: Path) -> tuple[dict[str, Replicates], 
             methods.append(spec.method)
         if RunPaths(out / spec.name).eval.exists():
             runs.setdefault(spec.method.name, []).append(load_run(out / spec.name))
-    groups = {k: Replicates(k, v, [r.config.get("seed") for r in v]) for k, v in runs.items()}
+    groups = {k: Replicates(k, v, [saved_value(r.config, "seed") for r in v]) for k, v in runs.items()}
     return groups, {m.name: m.label for m in methods}, methods
 
 
@@ -124,14 +126,14 @@ def verdict_markdown(plan: Sequence[RunSpec], out: Path, title: str) -> list[str
     return lines + [""] + should_open_help(shown)
 
 
-def _say_settings(cfg: dict[str, Any], notes: Sequence[str], plan: Sequence[RunSpec], seeds: int, out: Path) -> None:
-    where = f"{cfg['data_root']} ({cfg['dataset']})" if cfg.get("data_root") else cfg["dataset"]
+def _say_settings(base: Settings, notes: Sequence[str], plan: Sequence[RunSpec], seeds: int, out: Path) -> None:
+    where = f"{base.data_root} ({base.dataset})" if base.data_root else base.dataset
     names = list(dict.fromkeys(s.method.label for s in plan))
-    print(f"compare: {', '.join(names)} on {where}, {seeds} seed{'s' if seeds > 1 else ''}, {cfg['epochs']} epochs: "
+    print(f"compare: {', '.join(names)} on {where}, {seeds} seed{'s' if seeds > 1 else ''}, {base.epochs} epochs: "
           f"{len(plan)} runs into {out}", flush=True)
     for line in notes:
         print(f"compare: {line}", flush=True)
-    if any(s.method.base in ("drs", "open") for s in plan) and not cfg["defer_epoch"]:
+    if any(s.method.base in ("drs", "open") for s in plan) and not base.defer_epoch:
         print("compare: DRS and OPeN switch at epoch 0, so they are trained from scratch, not from ERM", flush=True)
 
 
@@ -149,14 +151,14 @@ def compare(*, config: str | None = None, data: str | None = None, methods: str 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     wanted = parse_methods(methods)
-    cfg, notes = base_config(user_config(config, data, sets, epochs))
-    plan = make_plan(wanted, seeds, cfg["defer_epoch"])
-    _check_runs(cfg, plan)
+    base, notes = base_config(user_config(config, data, sets, epochs))
+    plan = make_plan(wanted, seeds, base.defer_epoch)
+    _check_runs(base, plan)
     out_dir = Path(out)
-    check_out(out_dir, cfg)
-    _say_settings(cfg, notes, plan, seeds, out_dir)
+    check_out(out_dir, base)
+    _say_settings(base, notes, plan, seeds, out_dir)
     config_path = out_dir / CONFIG_FILE
-    atomic_write_text(config_path, dump_config(cfg))
+    atomic_write_text(config_path, dump_config(base))
     failed, stopped = train_plan(plan, out_dir, config_path, runner)
     lines = verdict_markdown(plan, out_dir, str(data or config))
     if failed:

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from purenoise.config import apply_overrides, validate_config
+from purenoise.config import apply_overrides, settings, validate_config
 from purenoise.config_io import load_config_file
+from purenoise.settings import Settings
 
 __all__ = ["SMALL_MODEL_MAX", "SMALL_STEM_MAX", "scaled_schedule", "model_for_size", "user_config",
            "fill_defaults", "base_config"]
@@ -85,26 +86,27 @@ def _image_size(raw: Mapping[str, Any]) -> tuple[int, int]:
 def fill_defaults(raw: Mapping[str, Any], image_size: Sequence[int] | None = None) -> tuple[dict[str, Any], list[str]]:
     """``raw`` with the model and the scaled schedule filled where the user did not set them.
 
-    Returns the filled config (not validated) and one line per filled value, in words. The image
-    size is read from the dataset only when the model must be chosen and ``image_size`` is not given.
+    Returns the filled config (a draft, not validated) and one line per filled value, in words. The
+    image size is read from the dataset only when the model must be chosen and ``image_size`` is
+    not given.
     """
-    cfg = {k: v for k, v in raw.items() if k not in PER_RUN_KEYS}
+    draft = {k: v for k, v in raw.items() if k not in PER_RUN_KEYS}
     given = [f"{k}: {raw[k]!r}" for k in PER_RUN_KEYS if raw.get(k) is not None]
     notes = [f"not used: {', '.join(given)} (compare sets the method, seed and name of each run)"] if given else []
-    if "model" not in cfg:
-        if "dataset" not in cfg:
-            validate_config(cfg)  # names the missing key
-        size = tuple(image_size) if image_size is not None else _image_size(cfg)
+    if "model" not in draft:
+        if "dataset" not in draft:
+            validate_config(draft)  # names the missing key
+        size = tuple(image_size) if image_size is not None else _image_size(draft)
         model, options = model_for_size(size)
-        cfg["model"] = model
-        user_options = dict(cfg.get("model_options") or {})
-        cfg["model_options"] = {**options, **user_options}
+        draft["model"] = model
+        user_options = dict(draft.get("model_options") or {})
+        draft["model_options"] = {**options, **user_options}
         shown = f"{model}" + "".join(f" with {k}: {str(v).lower()}" for k, v in options.items() if k not in user_options)
         notes.append(f"default model: {shown} (images {size[0]}x{size[1]} px; --set model=NAME to choose another)")
-    epochs = cfg.get("epochs", 200)
+    epochs = draft.get("epochs", 200)
     schedule = scaled_schedule(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1 else {}
-    filled = {k: v for k, v in schedule.items() if k not in cfg}
-    cfg.update(filled)
+    filled = {k: v for k, v in schedule.items() if k not in draft}
+    draft.update(filled)
     if filled:
         words = {"warmup_epochs": "warm-up {} epochs", "schedule": "{} schedule", "milestones": "lr x0.01 at epochs {}",
                  "lr_decay": "decay x{}", "defer_epoch": "DRS/OPeN switch at epoch {}"}
@@ -112,11 +114,11 @@ def fill_defaults(raw: Mapping[str, Any], image_size: Sequence[int] | None = Non
                          for k, v in filled.items() if k != "lr_decay")
         notes.append(f"default schedule for {epochs} epochs, the paper's shape scaled: {said} "
                      f"({', '.join(sorted(filled))} filled; --set KEY=VALUE to choose)")
-    return cfg, notes
+    return draft, notes
 
 
-def base_config(raw: Mapping[str, Any], image_size: Sequence[int] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The validated config every run of the comparison starts from (method ERM, seed 0), and the
-    lines that say which defaults were filled."""
-    cfg, notes = fill_defaults(raw, image_size)
-    return validate_config(cfg), notes
+def base_config(raw: Mapping[str, Any], image_size: Sequence[int] | None = None) -> tuple[Settings, list[str]]:
+    """The settings every run of the comparison starts from (method ERM, seed 0), validated, and
+    the lines that say which defaults were filled."""
+    draft, notes = fill_defaults(raw, image_size)
+    return settings(validate_config(draft)), notes

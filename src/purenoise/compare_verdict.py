@@ -1,7 +1,7 @@
 """A comparison's result in words: one verdict per pair of methods, and whether OPeN should help.
 
 A verdict is a paired difference of test top-1 over the seeds both methods have, with its 95%
-t-interval (:func:`purenoise.replicates.paired_difference`): "ahead" or "behind" when the interval
+t-interval (:func:`purenoise.reporting.replicates.paired_difference`): "ahead" or "behind" when the interval
 excludes 0, else "not resolved" with the number of seeds that would resolve a difference of the
 observed size at the observed spread. :func:`should_open_help` reads the training-set diagnostic
 (``memorization: true``) of the runs and quotes what the Fashion-MNIST-LT study found for runs
@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from purenoise.replicates import Replicates, paired_difference, t_quantile
-from purenoise.runs import Run, RunLike, load_run, minority_half_accuracy
-from purenoise.tables import pct
+from purenoise.reporting.replicates import Replicates, paired_difference, t_quantile
+from purenoise.reporting.runs import Run, RunLike, load_run
+from purenoise.reporting.summary import minority_half_accuracy
+from purenoise.reporting.text import pct
 
 __all__ = ["PAIRS", "MAX_SEEDS", "ONE_CLASS_SHARE", "seeds_to_resolve", "verdict_line", "pair_verdicts", "load_findings",
            "nearest_cells", "should_open_help"]

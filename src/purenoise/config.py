@@ -9,7 +9,6 @@ file, line or key and what would be valid.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,7 @@ import yaml
 from purenoise.config_checks import check_options, cross_checks, scale_milestones, where_text
 from purenoise.config_io import load_config_file, load_yaml, merge, not_plain, shown
 from purenoise.errors import ConfigError
+from purenoise.settings import Settings
 from purenoise.schemes import (
     BN_MODES,
     CLASS_AWARE_SAMPLINGS,
@@ -31,7 +31,7 @@ from purenoise.schemes import (
 )
 
 __all__ = ["SCHEMA", "SCOPES", "Settings", "load_config", "apply_overrides", "validate_config", "dump_config",
-           "keys_in_scope", "settings"]
+           "keys_in_scope", "settings", "saved_value"]
 
 _REQUIRED = object()
 #: What a key may do across runs. ``shared``: it shapes the first phase that branched runs share,
@@ -316,10 +316,27 @@ def load_config(
     return validate_config(raw, source)
 
 
-def dump_config(cfg: Mapping[str, Any]) -> str:
+def dump_config(cfg: Settings | Mapping[str, Any]) -> str:
     """The resolved config as YAML, in schema order."""
+    if isinstance(cfg, Settings):
+        cfg = cfg.as_dict()
     ordered = {k: cfg[k] for k in SCHEMA if k in cfg}
     return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)
+
+
+def saved_value(saved: Mapping[str, Any], key: str) -> Any:
+    """The value of ``key`` in a saved config (a checkpoint's, a run folder's ``config.yaml``).
+
+    A saved config is data from elsewhere, possibly written by another version or by hand, so it
+    is read as it is: ``None`` where the key is absent, never the schema's default (a report
+    shows "?" rather than a value the run may not have used).
+
+    Raises:
+        KeyError: ``key`` is not a config key (a typo in the caller, not in the file).
+    """
+    if key not in SCHEMA:
+        raise KeyError(f"{key!r} is not a config key")
+    return saved.get(key) if isinstance(saved, Mapping) else None
 
 
 def keys_in_scope(scope: str) -> tuple[str, ...]:
@@ -327,38 +344,6 @@ def keys_in_scope(scope: str) -> tuple[str, ...]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
     return tuple(k for k, f in SCHEMA.items() if f.scope == scope)
-
-
-def _annotation(f: Field) -> Any:
-    kind = {INT: int, FLOAT: float, STR: str, BOOL: bool, LIST: list, DICT: dict}.get(f.types, Any)
-    return kind | None if f.nullable else kind
-
-
-class _SettingsBase(Mapping[str, Any]):
-    """Read by attribute (``cfg.lr``) and, for code that takes a mapping, by key (``cfg["lr"]``)."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in SCHEMA:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self):
-        return iter(SCHEMA)
-
-    def __len__(self) -> int:
-        return len(SCHEMA)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A deep copy as a plain dict (for checkpoints and config.yaml)."""
-        return {k: copy.deepcopy(getattr(self, k)) for k in SCHEMA}
-
-
-#: A validated config as an immutable object with one typed attribute per schema key, generated
-#: from :data:`SCHEMA` so that the two cannot drift apart. Build it with :func:`settings`.
-Settings = dataclasses.make_dataclass(
-    "Settings", [(k, _annotation(f)) for k, f in SCHEMA.items()], bases=(_SettingsBase,), frozen=True,
-    eq=False)
-Settings.__module__ = __name__
 
 
 def settings(cfg: Mapping[str, Any]) -> Settings:

@@ -1,7 +1,8 @@
 """Checks of a config between its keys, and against the options purenoise passes itself.
 
 :func:`~purenoise.config.validate_config` calls :func:`check_options` and :func:`cross_checks` once
-every key has its own type and range; :func:`~purenoise.config.load_config` calls
+every key has its own type and range, on the plain dict of ``values`` it is building (before it
+becomes a :class:`~purenoise.settings.Settings`); :func:`~purenoise.config.load_config` calls
 :func:`scale_milestones` when ``--set epochs=N`` shortens a file's run.
 """
 from __future__ import annotations
@@ -38,18 +39,18 @@ _SET_BY_PURENOISE = {
 }
 
 
-def check_options(cfg: dict[str, Any], source: str | None) -> None:
+def check_options(values: dict[str, Any], source: str | None) -> None:
     """Refuse ``*_options`` keys that are no option names or that purenoise sets itself."""
     where = where_text(source)
     for group, taken in _SET_BY_PURENOISE.items():
-        for k in cfg[group]:
+        for k in values[group]:
             if not (isinstance(k, str) and k.isidentifier()):
                 raise ConfigError(f"config key '{group}'{where} has the option {shown(k)}, which is not an option "
                                   "name (letters, digits and _, e.g. model_options.depth)")
             if k in taken:
                 raise ConfigError(f"config key '{group}.{k}'{where} cannot be set: purenoise passes it itself; "
                                   f"{taken[k]}")
-    options = cfg["dataset_options"]
+    options = values["dataset_options"]
     if options.get("stats") is False and options.get("mean") is None:
         raise ConfigError(
             f"config key 'dataset_options.stats'{where} is false, which leaves the dataset without the "
@@ -57,42 +58,42 @@ def check_options(cfg: dict[str, Any], source: str | None) -> None:
             "computes and caches them) or give dataset_options.mean and dataset_options.std")
 
 
-def cross_checks(cfg: dict[str, Any], source: str | None, explicit: Mapping[str, bool] | None = None) -> None:
+def cross_checks(values: dict[str, Any], source: str | None, explicit: Mapping[str, bool] | None = None) -> None:
     """Checks between keys. ``explicit[key]`` says whether the config set ``key`` (not its default)."""
     where = where_text(source)
     explicit = explicit or {}
-    if cfg["method"] in DEFERRED_SCHEMES:
-        if cfg["defer_epoch"] is None:
+    if values["method"] in DEFERRED_SCHEMES:
+        if values["defer_epoch"] is None:
             raise ConfigError(
-                f"method '{cfg['method']}'{where} needs 'defer_epoch', the epoch at which it switches "
+                f"method '{values['method']}'{where} needs 'defer_epoch', the epoch at which it switches "
                 f"to class-balanced sampling (the paper: 160 of 200)"
             )
-    if cfg["defer_epoch"] is not None and cfg["defer_epoch"] > cfg["epochs"]:
+    if values["defer_epoch"] is not None and values["defer_epoch"] > values["epochs"]:
         raise ConfigError(
-            f"config key 'defer_epoch'{where} is {cfg['defer_epoch']}, beyond the last epoch "
-            f"(epochs = {cfg['epochs']}); it must be between 0 and {cfg['epochs']}"
+            f"config key 'defer_epoch'{where} is {values['defer_epoch']}, beyond the last epoch "
+            f"(epochs = {values['epochs']}); it must be between 0 and {values['epochs']}"
         )
-    late = [m for m in cfg["milestones"] if m >= cfg["epochs"]]
-    if cfg["schedule"] == "step" and late and not explicit.get("milestones", True):
+    late = [m for m in values["milestones"] if m >= values["epochs"]]
+    if values["schedule"] == "step" and late and not explicit.get("milestones", True):
         # The default (the paper's 160 and 180 of 200) on a shorter run: the same shape, said aloud.
-        e = cfg["epochs"]
-        cfg["milestones"] = sorted({m for m in (int(0.8 * e), int(0.9 * e)) if 0 < m < e})
+        e = values["epochs"]
+        values["milestones"] = sorted({m for m in (int(0.8 * e), int(0.9 * e)) if 0 < m < e})
         print(f"note: milestones not set{where}: the default {late} lies beyond epochs = {e}, so the lr decays "
-              f"at {cfg['milestones']} instead (80% and 90% of the run)")
+              f"at {values['milestones']} instead (80% and 90% of the run)")
         late = []
-    if cfg["schedule"] == "step" and late:
-        e = cfg["epochs"]
+    if values["schedule"] == "step" and late:
+        e = values["epochs"]
         raise ConfigError(
-            f"config key 'milestones'{where} is {cfg['milestones']}, but {late} fall at or beyond the last "
+            f"config key 'milestones'{where} is {values['milestones']}, but {late} fall at or beyond the last "
             f"epoch (epochs = {e}), so the learning rate would never decay there; for the paper's shape "
             f"at this length use --set milestones=[{int(0.8 * e)},{int(0.9 * e)}] (and defer_epoch={int(0.8 * e)})"
         )
-    if cfg["warmup_epochs"] > cfg["epochs"]:
+    if values["warmup_epochs"] > values["epochs"]:
         raise ConfigError(
-            f"config key 'warmup_epochs'{where} is {cfg['warmup_epochs']}, longer than the run "
-            f"(epochs = {cfg['epochs']})"
+            f"config key 'warmup_epochs'{where} is {values['warmup_epochs']}, longer than the run "
+            f"(epochs = {values['epochs']})"
         )
-    if cfg["amp"] == "fp16" and cfg["device"] == "cpu":
+    if values["amp"] == "fp16" and values["device"] == "cpu":
         raise ConfigError(f"amp 'fp16'{where} needs a CUDA device; use amp 'bf16' on the CPU")
 
 

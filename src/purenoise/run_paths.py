@@ -1,4 +1,5 @@
-"""Where each file of a run folder lives: the one list that writers and readers share. Torch-free.
+"""The layout of a run folder: the one place that names its files, for the engine that writes them
+and the reports that read them. Torch-free, and below both (it imports only the errors).
 
     RUN/config.yaml        the resolved config
     RUN/metrics.jsonl      one JSON line per finished epoch
@@ -10,7 +11,10 @@
     RUN/.purenoise-run     marks the folder as a run's and is locked while a run writes it
 
 A run writes and deletes only these files (and its own temporary files, ``.NAME.XXXXXX.tmp``
-beside them), so a folder holding anything else is not a run folder (see :meth:`RunPaths.foreign`).
+beside them, the names :func:`purenoise.fileio.atomic_write` gives), so a folder holding anything
+else is not a run folder (see :meth:`RunPaths.foreign`). Code elsewhere names a file through
+:class:`RunPaths` or the constants here, never by a literal name, so the layout can change in
+one place.
 """
 from __future__ import annotations
 
@@ -20,13 +24,28 @@ from pathlib import Path
 
 from purenoise.errors import ConfigError
 
-__all__ = ["RunPaths", "REPORT_FILES", "MARKER", "check_run_name"]
+__all__ = ["RunPaths", "check_run_name", "REPORT_FILES", "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "MODEL_FILE",
+           "SAMPLES_FILE", "CHECKPOINTS_DIR", "TENSORBOARD_DIR", "LAST_CHECKPOINT", "MARKER", "WRITE_PROBE"]
 
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
+MODEL_FILE = "model.pt"
+SAMPLES_FILE = "samples.pt"
+CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+#: The resumable checkpoint in ``checkpoints/``, replaced at every save.
+LAST_CHECKPOINT = "last.pt"
 #: The marker and lock file a run keeps in its folder.
 MARKER = ".purenoise-run"
-_TOP_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "model.pt", "samples.pt", MARKER, ".write-test")
-_TOP_FOLDERS = ("checkpoints", "tensorboard")
-_CHECKPOINT = r"(?:last\.pt|epoch_\d{4,}\.pt)"
+#: The file a run writes and deletes at once to check that it can write the folder.
+WRITE_PROBE = ".write-test"
+#: The files a report reads (any of them marks a run folder).
+REPORT_FILES = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, SAMPLES_FILE)
+
+_TOP_FILES = (CONFIG_FILE, METRICS_FILE, EVAL_FILE, MODEL_FILE, SAMPLES_FILE, MARKER, WRITE_PROBE)
+_TOP_FOLDERS = (CHECKPOINTS_DIR, TENSORBOARD_DIR)
+_CHECKPOINT = r"(?:%s|epoch_\d{4,}\.pt)" % re.escape(LAST_CHECKPOINT)
 # fileio.atomic_write's temporary files: "." + the target's name + "." + a random part + ".tmp".
 _TOP_TEMP = re.compile(r"\.(?:%s)\.\w+\.tmp" % "|".join(re.escape(n) for n in _TOP_FILES))
 _CHECKPOINT_FILE = re.compile(_CHECKPOINT)
@@ -44,31 +63,31 @@ class RunPaths:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        return self.root / METRICS_FILE
 
     @property
     def eval(self) -> Path:
-        return self.root / "eval.json"
+        return self.root / EVAL_FILE
 
     @property
     def model(self) -> Path:
-        return self.root / "model.pt"
+        return self.root / MODEL_FILE
 
     @property
     def samples(self) -> Path:
-        return self.root / "samples.pt"
+        return self.root / SAMPLES_FILE
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / CHECKPOINTS_DIR
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
+        return self.checkpoints / LAST_CHECKPOINT
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         """The checkpoint taken at the start of ``epoch`` (the branch point, at ``defer_epoch``)."""
@@ -80,11 +99,15 @@ class RunPaths:
 
     @property
     def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
+        return self.root / TENSORBOARD_DIR
 
     @property
     def marker(self) -> Path:
         return self.root / MARKER
+
+    @property
+    def write_probe(self) -> Path:
+        return self.root / WRITE_PROBE
 
     def owned(self) -> list[Path]:
         """The entries present that a run writes or deletes (the files, ``checkpoints/`` and its
@@ -144,7 +167,3 @@ def check_run_name(name: object, source: str = "config key 'name'") -> str:
             f"digits, '-', '_' and '.', e.g. name: cifar10_open; to choose where the run is written, use --out"
         )
     return text
-
-
-#: The files a report reads (any of them marks a run folder).
-REPORT_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "samples.pt")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._writers import write_cifar10, write_fmnist
+from tests.helpers.writers import write_cifar10, write_fmnist
 
 
 @pytest.fixture

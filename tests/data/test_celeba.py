@@ -6,7 +6,7 @@ from purenoise.data import as_uint8_tensor, create_dataset, get_targets, longtai
 from purenoise.data.celeba import CELEBA5_CLASSES
 from purenoise.errors import DataError, DataNotFoundError
 
-from ._writers import save_image
+from tests.helpers.writers import save_image
 
 ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
          "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "

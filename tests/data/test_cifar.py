@@ -7,7 +7,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from ._writers import CIFAR10_NAMES, write_cifar10, write_cifar100
+from tests.helpers.writers import CIFAR10_NAMES, write_cifar10, write_cifar100
 from purenoise.data import as_uint8_tensor, create_dataset, get_targets, longtail_counts, longtail_indices
 from purenoise.errors import ConfigError, DataError, DataNotFoundError
 

@@ -20,8 +20,9 @@ from purenoise.cli import main
 from purenoise.data.splitfile import read_split_file
 from purenoise.errors import DataError, PureNoiseError
 
+from tests.helpers.writers import save_image, write_split_dataset
+
 from ..engine.conftest import tiny_config, write_folder
-from ._writers import save_image, write_split_dataset
 
 
 @pytest.fixture(autouse=True)

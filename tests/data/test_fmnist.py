@@ -14,8 +14,8 @@ from purenoise.data import as_uint8_tensor, create_dataset, get_targets, longtai
 from purenoise.data.fmnist import read_idx
 from purenoise.errors import DataError, DataNotFoundError
 
-from ._writers import idx_bytes, write_fmnist
-from .test_longtail import ldam_reference
+from tests.helpers.references import ldam_reference
+from tests.helpers.writers import idx_bytes, write_fmnist
 
 
 def test_fmnist_lt_from_gz_fixture(fmnist_gz):

@@ -6,7 +6,7 @@ from torchvision.datasets import ImageFolder
 from purenoise.data import as_uint8_tensor, create_dataset, get_targets, longtail_counts
 from purenoise.errors import ConfigError, DataError, DataNotFoundError
 
-from ._writers import save_image
+from tests.helpers.writers import save_image
 
 
 def make_tree(root, counts, split="train", size=(12, 10), mode="RGB"):

@@ -7,6 +7,8 @@ from purenoise.data import longtail_counts, longtail_indices
 from purenoise.data.longtail import ordered_counts, resolve_class_order
 from purenoise.errors import ConfigError, DataError
 
+from tests.helpers.references import ldam_reference
+
 
 def test_counts_cifar10_lt_ratio_100_exact():
     counts = longtail_counts(5000, 10, 100)
@@ -45,18 +47,6 @@ def test_counts_bad_arguments(kwargs):
     args = dict(n_max=500, num_classes=10, ratio=100, profile="exp") | kwargs
     with pytest.raises(ConfigError):
         longtail_counts(**args)
-
-
-def ldam_reference(targets, counts, seed):
-    """LDAM-DRW's gen_imbalanced_data, written independently with numpy's global RNG."""
-    np.random.seed(seed)
-    targets_np = np.array(targets, dtype=np.int64)
-    selected = []
-    for the_class, the_img_num in zip(np.unique(targets_np), counts):
-        idx = np.where(targets_np == the_class)[0]
-        np.random.shuffle(idx)
-        selected.extend(idx[:the_img_num].tolist())
-    return selected
 
 
 def test_indices_equal_ldam_reference_on_cifar_sized_labels():

@@ -9,7 +9,7 @@ from purenoise.data import as_uint8_tensor, create_dataset, get_targets
 from purenoise.data.splitfile import class_names_from_paths, read_split_file
 from purenoise.errors import DataError, DataNotFoundError
 
-from ._writers import save_image, write_split_dataset
+from tests.helpers.writers import save_image, write_split_dataset
 
 COUNTS = [6, 3, 1]
 

@@ -11,6 +11,9 @@ import torch
 from purenoise.cli import main
 from purenoise.engine.checkpoint import load_checkpoint
 
+from tests.helpers.checkpoints import assert_same_weights as _assert_same_weights
+from tests.helpers.checkpoints import weights as _weights
+
 from .conftest import COUNTS, TEST_PER_CLASS
 
 
@@ -94,16 +97,6 @@ def test_exactly_one_optimizer_step_per_iteration(write_config, tmp_path, monkey
     assert trainer.steps_per_epoch == 3
     assert len(calls) == 6
     assert trainer.scheduler.last_epoch == 6
-
-
-def _weights(path: Path) -> dict:
-    return load_checkpoint(path)["model"]
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def test_resume_is_bit_identical(write_config, tmp_path):

@@ -183,7 +183,7 @@ def test_device_loader_refuses_presets_it_cannot_run(write_config, tmp_path):
 @pytest.mark.slow
 def test_two_process_training_with_the_device_loader(write_config, tmp_path):
     """torchrun, 2 CPU processes (gloo): each rank draws its share on its device, weights stay equal."""
-    from ._torchrun import outcome, torchrun
+    from tests.helpers.torchrun import outcome, torchrun
 
     cfg = write_config(method="open", epochs=2, defer_epoch=1, batch_size=8, loader="device",
                        augment="cifar_simclr")

@@ -7,7 +7,7 @@ import pytest
 
 from purenoise.engine.checkpoint import load_checkpoint
 
-from ._torchrun import outcome, torchrun
+from tests.helpers.torchrun import outcome, torchrun
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from purenoise.engine.memorization import NUM_NOISE_IMAGES, memorization, noise_
 from purenoise.noise import PureNoise
 
 from .conftest import COUNTS
-from .test_cli_train import _assert_same_weights, _weights
+from tests.helpers.checkpoints import assert_same_weights as _assert_same_weights
+from tests.helpers.checkpoints import weights as _weights
 
 
 class _Tiny(Dataset):

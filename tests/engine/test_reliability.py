@@ -27,7 +27,7 @@ from purenoise.cli import main
 from purenoise.engine.checkpoint import load_checkpoint, save_checkpoint
 from purenoise.errors import ModelError
 
-from ._torchrun import outcome, torchrun
+from tests.helpers.torchrun import outcome, torchrun
 from .conftest import tiny_config, write_folder
 
 

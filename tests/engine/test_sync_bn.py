@@ -13,7 +13,7 @@ from purenoise import convert_darbn, noise_routing
 from purenoise.darbn import convert_sync_darbn
 from purenoise.errors import ConfigError
 
-from . import _sync_bn_worker as worker
+from tests.helpers import sync_bn_worker as worker
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from purenoise.data._checks import check_size
 from purenoise.data.folder import scan_class_folders
 from purenoise.errors import ConfigError, DataError
 
-from ..data._writers import save_image
+from tests.helpers.writers import save_image
 
 
 def _folder(root: Path, counts=(3, 2)) -> Path:

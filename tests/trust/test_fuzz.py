@@ -26,8 +26,7 @@ import yaml
 
 from purenoise.cli import main
 from tests.helpers import deadline
-
-from ..data._writers import save_image
+from tests.helpers.writers import save_image
 
 SEED = 20240611
 N_MUTATIONS = {"config": 32, "checkpoint": 24, "run": 10, "data": 16}

@@ -154,7 +154,7 @@ def _noise_rows(n: int) -> torch.Tensor:
 
     Marked dynamic from 2 rows on, so the first compiled OPeN batch already gets a graph for
     every count (0 and 1 are always specialized by dynamo: at most two more graphs). Eager
-    code never reads it; nor is dynamo imported for it (1-2 s) unless compiling is under way.
+    code never reads it; nor is dynamo imported for it (a slow import) unless compiling is under way.
     """
     rows = torch.empty(n, dtype=torch.uint8)
     if n >= 2 and "torch._dynamo" in sys.modules:

@@ -20,9 +20,9 @@ channel (OPeN can leave a small batch a single natural row; BatchNorm refuses it
 same way: normalized with its own statistics, it comes out as beta, and it leaves the running
 statistics as they are, since one value has no variance to record (a warning says so, once per
 layer). The test is on shapes, so eager and compiled code take the same path (dynamo guards on
-it). Normalizing that row with the running statistics instead was tried and rejected: at 1x1 maps
-those lag behind the activations of a network in early training, and a resnet18 with batches of
-four diverged within a few steps where this rule trains.
+it). The running statistics are not used for that row instead: at 1x1 maps they lag behind the
+activations of a network in early training, and normalizing with them can make a small-batch run
+diverge, where normalizing with the row's own statistics keeps it training.
 """
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def _compiled_routed(layer: _RoutedBatchNorm, x: torch.Tensor, n_nat: int, momen
     whole batch with per-row coefficients (``where(row is noise, ...)``). The reference path's
     two batch norms and concatenation compile to extra copies (the concatenation, and in
     backward the zero-filled full-size gradients of both slices), which this form avoids
-    (measured in benchmarks/SPEED.md). Noise rows use detached
+    (see benchmarks/SPEED.md). Noise rows use detached
     gamma and beta, and in ``"classifier"`` mode a detached input, so they train nothing
     before the classifier. ``n_nat`` may be symbolic (see :func:`_noise_rows`).
     """

@@ -78,10 +78,10 @@ def routed_forward(model: nn.Module, images: torch.Tensor, n_noise: int, *,
     may draw other masks, from the same distribution), for less work. In ``"classifier"``
     mode noise rows train only the layers after the last DAR-BN, so the joint pass's backward
     spends part of its work on zeros, which the split pass never computes, and the noise
-    rows' activations are freed as soon as their pass ends (measured in ``benchmarks/SPEED.md``).
+    rows' activations are freed as soon as their pass ends (see ``benchmarks/SPEED.md``).
     ``"auto"`` splits where :func:`split_blockers` finds no reason not to, except for a
-    ``torch.compile``'d model: its single-pass graph is the configuration measured on GPUs, so
-    ``"auto"`` keeps it (ask for ``"split"`` to compile the two passes instead).
+    ``torch.compile``'d model: ``"auto"`` keeps its single-pass graph, the configuration the GPU
+    benchmarks cover (ask for ``"split"`` to compile the two passes instead).
 
     Args:
         model: A model converted with :func:`convert_darbn` (or not, for ``"joint"``).

@@ -27,8 +27,8 @@ import torchvision
 from torchvision.datasets.utils import check_integrity
 
 from purenoise.data._checks import check_bool
-from purenoise.data._lt import longtail_subset
 from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.longtail import longtail_subset
 from purenoise.data.registry import register_dataset
 from purenoise.errors import DataError, DataNotFoundError
 

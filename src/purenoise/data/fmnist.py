@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torchvision
 
-from purenoise.data._lt import longtail_subset
 from purenoise.data.bundle import DatasetBundle, DatasetInfo, default_root
+from purenoise.data.longtail import longtail_subset
 from purenoise.data.registry import register_dataset
 from purenoise.errors import DataError, DataNotFoundError
 

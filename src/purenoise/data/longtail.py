@@ -8,6 +8,9 @@ paper that copied its data code (docs/method.md, section 3):
 - :func:`longtail_indices`: which images: with numpy's legacy RNG seeded once, for each class in
   label order, that class's indices (ascending) are shuffled with ``shuffle`` and the first ``n``
   are kept.
+
+:func:`longtail_subset` is the step the in-memory builders (CIFAR, Fashion-MNIST) share: it checks
+their options and applies the two functions to a balanced set's labels.
 """
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from purenoise.data._checks import check_choice, check_int, check_ratio
 from purenoise.errors import ConfigError, DataError
 
-__all__ = ["PROFILES", "longtail_counts", "longtail_indices", "resolve_class_order", "ordered_counts"]
+__all__ = ["PROFILES", "longtail_counts", "longtail_indices", "resolve_class_order", "ordered_counts",
+           "longtail_subset"]
 
 PROFILES = ("exp", "step")
 
@@ -173,3 +178,42 @@ def ordered_counts(profile_counts: Sequence[int], order: Sequence[int]) -> list[
     for position, label in enumerate(order):
         by_label[label] = int(profile_counts[position])
     return by_label
+
+
+def longtail_subset(
+    dataset: str,
+    targets: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    *,
+    ratio: Any,
+    profile: Any,
+    seed: Any,
+    class_order: Any = None,
+    n_max: Any = None,
+) -> tuple[np.ndarray, list[int], dict[str, Any]]:
+    """Indices of the long-tailed subset, class counts by label, and the resolved options.
+
+    ``n_max`` defaults to the size of the smallest class of the full set (5000 for CIFAR-10,
+    500 for CIFAR-100, 6000 for Fashion-MNIST), so every class can supply its quota.
+    """
+    ratio = check_ratio(dataset, ratio)
+    profile = check_choice(dataset, "profile", profile, PROFILES)
+    seed = check_int(dataset, "seed", seed)
+    t = np.asarray(targets, dtype=np.int64)
+    num_classes = len(class_names)
+    available = np.bincount(t, minlength=num_classes)
+    n_max = check_int(dataset, "n_max", n_max, minimum=1, allow_none=True)
+    if n_max is None:
+        n_max = int(available.min())
+    order = resolve_class_order(class_order, class_names, seed=seed)
+    counts = ordered_counts(longtail_counts(n_max, num_classes, ratio, profile), order)
+    short = [(class_names[c], counts[c], int(available[c])) for c in range(num_classes) if counts[c] > available[c]]
+    if short:
+        raise ConfigError(
+            f"{dataset}: n_max={n_max} asks for more images than some classes have "
+            f"(class, wanted, available): {short}; lower n_max"
+        )
+    indices = longtail_indices(t, counts, seed=seed)
+    resolved = {"ratio": ratio, "profile": profile, "seed": seed, "n_max": n_max,
+                "class_order": None if class_order is None else [int(i) for i in order]}
+    return indices, counts, resolved

@@ -49,10 +49,16 @@ class Cutout(v2.Transform):
     """Cutout (DeVries & Taylor, 2017): one square hole of ``size`` x ``size`` pixels.
 
     As in the authors' code, the centre is drawn uniformly over all pixels of the image and the
-    hole is clipped at the borders, so holes near an edge are smaller and every pixel is equally
-    likely to be covered (``v2.RandomErasing`` cannot express this: it keeps the whole rectangle
-    inside the image). The hole is filled with ``fill``: 0 by default, as the common Cutout code
-    does. Note that that code applies Cutout after normalization, where 0 is the dataset mean;
+    hole is clipped at the borders: holes near an edge are smaller, and pixels near the border are
+    covered far more often than by a hole that must fit inside the image.
+
+    torchvision's ``v2.RandomErasing`` is not used instead, by decision: it keeps the whole
+    rectangle inside the image (with its area and aspect ratio fixed to a 16x16 square at 32 px,
+    every hole is complete and its centre lies in the middle 17x17 pixels), so its holes follow
+    another distribution; and it takes more numbers from the global RNG per image (area, aspect
+    ratio, then the position), which would shift every later random draw of a seeded run.
+
+    The hole is filled with ``fill``: 0 by default, as the common Cutout code does. Note that that code applies Cutout after normalization, where 0 is the dataset mean;
     here images are not normalized yet, so 0 is black. Pass ``fill=info.mean`` for the original
     behaviour exactly. Randomness comes from torch's global RNG, like every v2 transform (the
     DataLoader seeds it per worker).

@@ -1,7 +1,7 @@
 """Training batches from a training set held on the device (``loader: device``).
 
 For small-image datasets (CIFAR, Fashion-MNIST, CelebA-5 at 64 px, any in-memory set) the whole
-training set fits on a GPU as uint8 (CIFAR: 150 MB). :class:`DeviceBatches` keeps it there, draws
+training set fits on a GPU as uint8. :class:`DeviceBatches` keeps it there, draws
 each epoch's indices on the device and augments every batch with batched operations
 (:mod:`purenoise.data.batch_augment`), so no DataLoader worker, host copy or per-image Python
 call is left in the step. It has the interface the trainer expects of :class:`LoaderBatches`.
@@ -35,8 +35,7 @@ from purenoise.engine.seeding import derive_seed
 from purenoise.errors import ConfigError
 from purenoise.schemes import SAMPLING_KINDS
 
-__all__ = ["DeviceBatches", "device_epoch_order"]
-
+__all__ = ["DeviceBatches", "device_epoch_order", "create_device_batches"]
 
 
 class _ClassIndex:
@@ -101,11 +100,11 @@ class DeviceBatches(EpochBatches):
         rank, world_size: This process's share of each epoch.
         limit_batches: Stop each epoch after this many batches.
         compile: Run the augmentation's tensor work (:meth:`BatchAugment.apply`) through
-            ``torch.compile``. In eager mode ``cifar_simclr`` is ~200 small kernels per batch,
-            whose launches cost the CPU more than the GPU needs to run them (measured in
-            benchmarks/SPEED.md); compiled, they fuse into a few. The
-            parameters are still drawn eagerly from the seeded generator, so the draws are the
-            same; the pixels agree with eager to float rounding (fused arithmetic).
+            ``torch.compile``. In eager mode a preset such as ``cifar_simclr`` launches many
+            small kernels per batch, which can cost the CPU more than the GPU needs to run them;
+            compiled, they fuse into a few (see benchmarks/SPEED.md). The parameters are still
+            drawn eagerly from the seeded generator, so the draws are the same; the pixels agree
+            with eager to float rounding (fused arithmetic).
     """
 
     def __init__(self, images: torch.Tensor, labels: Sequence[int] | torch.Tensor, augment: BatchAugment | None,
@@ -159,13 +158,22 @@ class DeviceBatches(EpochBatches):
                 f"{self.steps} steps, {self.augment!r})")
 
 
-def device_batches_from_config(cfg: dict[str, Any], data: Any, augment_name: str, *, device: torch.device,
-                               rank: int = 0, world_size: int = 1) -> DeviceBatches:
+def create_device_batches(data: Any, augment_name: str, *, dataset: str, batch_size: int, seed: int,
+                          limit_batches: int | None, compile: bool, device: torch.device, rank: int = 0,
+                          world_size: int = 1) -> DeviceBatches:
     """The device loader for a run: the train set as one uint8 tensor plus the batched preset.
 
-    With ``compile: true`` on a GPU the augmentation is compiled too: there it is bound by kernel
-    launches (measured in ``benchmarks/gpu_bench.py``). On the CPU it stays eager, where that
-    was not measured and compiling costs start-up time.
+    Args:
+        data: The run's :class:`~purenoise.engine.setup.RunData`.
+        augment_name: The training preset (see :func:`~purenoise.engine.setup.augment_name`).
+        dataset: The dataset's name, for messages.
+        batch_size, seed, limit_batches, rank, world_size: As for :class:`DeviceBatches`.
+        compile: Compile the augmentation, on a GPU only: there it is bound by kernel launches
+            (see benchmarks/SPEED.md); on the CPU it stays eager, as compiling costs start-up time.
+        device: Where the data lives and batches are made.
+
+    Raises:
+        ConfigError: The training set cannot be held as one tensor (names what to use instead).
     """
 
     info = data.info
@@ -174,16 +182,16 @@ def device_batches_from_config(cfg: dict[str, Any], data: Any, augment_name: str
     try:
         images, _ = as_uint8_tensor(data.train, image_size=info.image_size)
     except TypeError as e:
-        raise ConfigError(f"loader: device cannot hold dataset '{cfg['dataset']}' in memory ({e}); "
+        raise ConfigError(f"loader: device cannot hold dataset '{dataset}' in memory ({e}); "
                           "use loader: torch") from None
     images = _to_channels(images, info.channels)
     if tuple(images.shape[2:]) != tuple(info.image_size):
-        raise ConfigError(f"loader: device needs images of one size; dataset '{cfg['dataset']}' has "
+        raise ConfigError(f"loader: device needs images of one size; dataset '{dataset}' has "
                           f"{tuple(images.shape[2:])}, the model expects {tuple(info.image_size)}. "
                           "Use loader: torch")
-    return DeviceBatches(images, data.targets, augment, batch_size=cfg["batch_size"], device=device,
-                         seed=cfg["seed"], rank=rank, world_size=world_size, limit_batches=cfg["limit_batches"],
-                         compile=bool(cfg["compile"]) and torch.device(device).type == "cuda")
+    return DeviceBatches(images, data.targets, augment, batch_size=batch_size, device=device,
+                         seed=seed, rank=rank, world_size=world_size, limit_batches=limit_batches,
+                         compile=bool(compile) and torch.device(device).type == "cuda")
 
 
 def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The memorization diagnostic: how well a model fits its own training set, and what it makes of noise.
 
 OPeN's case (docs/method.md, "When the method helps") is about a network that **memorizes** the few
-images of a minority class when they are oversampled again and again: it reaches about 100%
-training accuracy on that class and generalizes badly on it. Whether a run is in that regime is a
+images of a minority class when they are oversampled again and again: it fits nearly every
+training image of that class and generalizes badly on it. Whether a run is in that regime is a
 measurement, not a guess: evaluate the model in eval mode on the **un-augmented** long-tailed
 training set (the evaluation transform, as the test set sees it) and compare per-class training
 accuracy with test accuracy. The difference per class is the generalization gap the paper is about.

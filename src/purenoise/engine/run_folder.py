@@ -1,12 +1,12 @@
-"""The run folder: everything a run writes (layout: :class:`purenoise.run_paths.RunPaths`), each
-file written atomically.
+"""The run folder: everything a run writes, each file written atomically.
 
-A run folder belongs to one run. Before anything is written the folder is checked: a folder
-holding files a run does not write is refused (unless the user says to reuse it), as is one whose
-run files or ``checkpoints/`` are symbolic links (a run never writes or deletes through a link,
-which could lead outside the folder). While a run writes the folder it holds an exclusive lock on
-``.purenoise-run``, which records who holds it; a second run into the same folder is refused.
-Only rank 0 of a multi-process run holds a :class:`RunFolder`.
+Which file is where is :mod:`purenoise.run_paths`'s alone; this module writes them. A run folder
+belongs to one run. Before anything is written the folder is checked: a folder holding files a run
+does not write is refused (unless the user says to reuse it), as is one whose run files or
+checkpoint folder are symbolic links (a run never writes or deletes through a link, which could
+lead outside the folder). While a run writes the folder it holds an exclusive lock on the marker
+file (:attr:`RunPaths.marker`), which records who holds it; a second run into the same folder is
+refused. Only rank 0 of a multi-process run holds a :class:`RunFolder`.
 """
 from __future__ import annotations
 
@@ -68,6 +68,10 @@ def _names(paths: list[Path], root: Path) -> str:
     return first_lines([str(p.relative_to(root)) for p in paths], limit=5).replace("\n", ", ")
 
 
+def _listed(*paths: Path) -> str:
+    return ", ".join(p.name for p in paths)
+
+
 def _epoch_of(line: str) -> int | None:
     """The ``epoch`` of a metrics line, or ``None`` if the line is not a metrics record."""
     try:
@@ -98,7 +102,7 @@ class RunFolder:
             self._check_foreign()
         self._check_writable()
         self._lock()
-        # A damaged metrics.jsonl stops the run here, before a long set-up, naming its line.
+        # A damaged metrics file stops the run here, before a long set-up, naming its line.
         self._metric_lines(self.paths.metrics, 0)
         # A process killed in the middle of an atomic write leaves its temporary file behind
         # (the file it was replacing is intact); clear the run's own so the folder holds whole files.
@@ -123,7 +127,7 @@ class RunFolder:
         """Refuse a folder that is not a run folder: it holds files a run does not write.
 
         The marker says it is a run folder; a run folder of an earlier version has none, but
-        holds config.yaml and metrics.jsonl.
+        holds the config and the metrics.
         """
         paths = self.paths
         if paths.marker.is_file() or (paths.config.is_file() and paths.metrics.is_file()):
@@ -132,15 +136,15 @@ class RunFolder:
         if foreign:
             raise PureNoiseError(
                 f"the output folder {self.path} is not a purenoise run folder: it holds files a run does not write "
-                f"({_names(foreign, self.path)}), and a run there would replace or delete its config.yaml, "
-                f"eval.json, model.pt, samples.pt and checkpoints/. Choose a new or empty folder with "
-                f"--out, or pass --reuse to write the run into this one anyway"
+                f"({_names(foreign, self.path)}), and a run there would replace or delete its "
+                f"{_listed(paths.config, paths.eval, paths.model, paths.samples)} and {paths.checkpoints.name}/. "
+                f"Choose a new or empty folder with --out, or pass --reuse to write the run into this one anyway"
             )
 
     def _check_writable(self) -> None:
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
+            probe = self.paths.write_probe
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as e:
@@ -200,8 +204,9 @@ class RunFolder:
     def clear_results(self) -> list[str]:
         """Delete the results of the run that used this folder before (a new run starts here).
 
-        Only the run's own result files go: eval.json, model.pt, samples.pt and the checkpoints
-        (metrics.jsonl is rewritten by :meth:`truncate_metrics`). Returns the names deleted.
+        Only the run's own result files go: the test metrics, the exported model, the samples and
+        the checkpoints (the metrics are rewritten by :meth:`truncate_metrics`). Returns the names
+        deleted.
         """
         paths = self.paths
         gone = []

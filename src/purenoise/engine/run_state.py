@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from purenoise.config import saved_value
 from purenoise.engine import checkpoint as ckpt
 from purenoise.engine.run_folder import state_is_finite
 from purenoise.engine.seeding import rng_state, set_rng_state
@@ -65,7 +66,7 @@ class RunState:
             return self.folder.save_checkpoint(name, self._state(epoch, batch, epoch_state))
         except OutputError as e:
             error = OutputError(f"{e}. Training stopped; once it can be written, continue with: purenoise "
-                                f"train --config {self.out / 'config.yaml'} --out {self.out} --resume auto")
+                                f"train --config {RunPaths(self.out).config} --out {self.out} --resume auto")
             error.errno = e.errno
             raise error from None
 
@@ -140,7 +141,7 @@ class RunState:
         check_branch_compatible(state["config"], self.cfg, path, same_run=False)
         self._restore(state, path)
         self.start_epoch, self.start_batch = defer, 0
-        self.branch = {"from": str(path.resolve()), "epoch": defer, "parent": state["config"].get("name")}
+        self.branch = {"from": str(path.resolve()), "epoch": defer, "parent": saved_value(state["config"], "name")}
         if self.is_main:
             self.folder.copy_parent_metrics(path.parent.parent, defer)
             print(f"branched from {path} at epoch {defer}")

@@ -1,4 +1,9 @@
-"""Building a run's parts from its config: data, transforms, model; checkpoint compatibility."""
+"""Building a run's parts from its settings: data, transforms, model; checkpoint compatibility.
+
+The functions here read a run's :class:`~purenoise.settings.Settings` and call the factories
+(:func:`~purenoise.data.create_dataset`, :func:`~purenoise.models.create_model`, the transform
+presets) with explicit arguments.
+"""
 from __future__ import annotations
 
 import warnings
@@ -10,17 +15,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope, validate_config
+from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope, saved_value, settings, validate_config
 from purenoise.darbn import convert_darbn, revert_darbn
 from purenoise.data import create_dataset, create_transform, dataset_options, get_targets
 from purenoise.engine.checkpoint import check_weights, load_checkpoint, validate_checkpoint
 from purenoise.engine.trust import check_model_source
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.models import count_batchnorm, create_model
+from purenoise.run_paths import RunPaths
 from purenoise.schemes import NOISE_SCHEMES
+from purenoise.settings import Settings
 
-__all__ = ["RunData", "build_data", "augment_name", "default_transforms", "build_model", "check_branch_compatible",
-           "load_model_state", "export_state", "load_for_inference", "FREE_ON_RESUME"]
+__all__ = ["RunData", "build_data", "dataset_kwargs", "augment_name", "default_transforms", "build_model",
+           "model_options", "loss_options", "check_branch_compatible", "load_model_state", "export_state",
+           "load_for_inference", "FREE_ON_RESUME"]
 
 
 # Training preset of each dataset family when the config says augment: auto.
@@ -42,29 +50,33 @@ class RunData:
     info: Any
 
 
-def _dataset_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Dataset options from the config's top-level keys plus its ``dataset_options``."""
+def dataset_kwargs(s: Settings) -> dict[str, Any]:
+    """The options of :func:`~purenoise.data.create_dataset` for a run: its ``dataset_options``
+    plus the top-level keys that are dataset options (``ratio``, ``profile``, ``subset_seed``,
+    ``skip_corrupt``), where the dataset takes them.
 
-    name = cfg["dataset"]
-    valid = dataset_options(name)
-    opts = dict(cfg["dataset_options"])
-    for key, cfg_key in (("ratio", "ratio"), ("profile", "profile"), ("seed", "subset_seed"),
-                         ("skip_corrupt", "skip_corrupt")):
-        value = cfg[cfg_key]
+    Raises:
+        ConfigError: A top-level key set away from its default that the dataset does not take.
+    """
+    valid = dataset_options(s.dataset)
+    opts = dict(s.dataset_options)
+    for key, setting, value in (("ratio", "ratio", s.ratio), ("profile", "profile", s.profile),
+                                ("seed", "subset_seed", s.subset_seed),
+                                ("skip_corrupt", "skip_corrupt", s.skip_corrupt)):
         if key in valid:
             if value is not None:
                 opts.setdefault(key, value)
-        elif value != SCHEMA[cfg_key].default:
+        elif value != SCHEMA[setting].default:
             raise ConfigError(
-                f"dataset '{name}' has no option '{key}' (config key '{cfg_key}'); its options are: "
+                f"dataset '{s.dataset}' has no option '{key}' (config key '{setting}'); its options are: "
                 f"{', '.join(sorted(valid))}"
             )
     return opts
 
 
-def augment_name(cfg: Mapping[str, Any], info: Any) -> str:
+def augment_name(s: Settings, info: Any) -> str:
     """The run's training preset: ``augment``, or the dataset's default for ``auto``."""
-    augment = cfg["augment"]
+    augment = s.augment
     if augment == "auto":
         augment = _DEFAULT_AUGMENT.get(info.name)
         if augment is None:
@@ -72,67 +84,67 @@ def augment_name(cfg: Mapping[str, Any], info: Any) -> str:
     return augment
 
 
-def default_transforms(cfg: Mapping[str, Any], info: Any):
+def default_transforms(s: Settings, info: Any):
     """The training and evaluation transforms of a run (presets resolved for ``auto``)."""
 
-    augment = augment_name(cfg, info)
+    augment = augment_name(s, info)
     kw = dict(image_size=info.image_size, channels=info.channels)
     # Cutout's hole gets the dataset mean: the value the original code (Cutout after
     # normalization, filling 0) gave it.
     train_tf = create_transform(augment, train=True, cutout_fill=tuple(info.mean), **kw)
-    test_name = cfg["test_transform"]
+    test_name = s.test_transform
     test_tf = create_transform(augment, train=False, **kw) if test_name == "auto" else \
         create_transform(test_name, train=False, **kw)
     return train_tf, test_tf
 
 
-def build_data(cfg: Mapping[str, Any]) -> RunData:
-    """Create the run's dataset (long-tailed train set, test set) from the config."""
+def build_data(s: Settings) -> RunData:
+    """Create the run's dataset (long-tailed train set, test set) from its settings."""
 
-    bundle = create_dataset(cfg["dataset"], cfg["data_root"], download=cfg["download"], **_dataset_kwargs(cfg))
+    bundle = create_dataset(s.dataset, s.data_root, download=s.download, **dataset_kwargs(s))
     info = bundle.info
     if any(n <= 0 for n in bundle.class_counts):
         empty = [info.class_names[i] for i, n in enumerate(bundle.class_counts) if n <= 0]
         why = {"open": "OPeN's replacement probabilities use n_c / n_max",
                "rs": "class-balanced sampling draws from every class",
                "drs": "class-balanced sampling draws from every class"}.get(
-            cfg["method"], "the losses and shot-group metrics use every class's training count")
+            s.method, "the losses and shot-group metrics use every class's training count")
         raise ConfigError(
-            f"method '{cfg['method']}' needs training images in every class ({why}), but "
-            f"{', '.join(empty)} have none in {cfg['dataset']}; add training images for them or leave "
+            f"method '{s.method}' needs training images in every class ({why}), but "
+            f"{', '.join(empty)} have none in {s.dataset}; add training images for them or leave "
             f"those classes out of the dataset"
         )
-    _, test_tf = default_transforms(cfg, info)
+    _, test_tf = default_transforms(s, info)
     bundle.train.transform = None  # the trainer applies the training transform per sample
     if bundle.test is not None:
         bundle.test.transform = test_tf
     return RunData(bundle.train, bundle.test, list(get_targets(bundle.train)), list(bundle.class_counts), info)
 
 
-def model_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def model_options(s: Settings) -> dict[str, Any]:
     """Model options; LDAM gets the cosine classifier its margins assume (LDAM-DRW's NormedLinear)."""
-    options = dict(cfg["model_options"])
-    if cfg["loss"] == "ldam":
+    options = dict(s.model_options)
+    if s.loss == "ldam":
         options.setdefault("use_norm", True)
     return options
 
 
-def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], warn: bool = True) -> nn.Module:
+def build_model(s: Settings, info: Any, class_counts: Sequence[int], warn: bool = True) -> nn.Module:
     """Create the model and, for OPeN and noise augmentation, convert its BatchNorm layers."""
 
-    model = create_model(cfg["model"], info.num_classes, in_chans=info.channels, pretrained=cfg["pretrained"],
-                         **model_options(cfg))
-    if cfg["method"] in NOISE_SCHEMES and cfg["bn_mode"] != "standard":
+    model = create_model(s.model, info.num_classes, in_chans=info.channels, pretrained=s.pretrained,
+                         **model_options(s))
+    if s.method in NOISE_SCHEMES and s.bn_mode != "standard":
         if count_batchnorm(model) == 0 and warn:
             warnings.warn(
-                f"model '{cfg['model']}' has no BatchNorm2d layers, so DAR-BN has nothing to route: noise "
+                f"model '{s.model}' has no BatchNorm2d layers, so DAR-BN has nothing to route: noise "
                 "images share every layer with natural images and their gradients reach every layer "
-                f"(noise_grad: {cfg['noise_grad']} has no effect), as with bn_mode: standard, which the "
-                "paper's BN ablation found worse than DAR-BN (docs/method.md, section 4). OPeN still "
-                "runs; for OPeN as published use a model with BatchNorm layers",
+                f"(noise_grad: {s.noise_grad} has no effect), as with bn_mode: standard rather than "
+                "DAR-BN (docs/method.md, section 4). OPeN still runs; for OPeN as published use a model "
+                "with BatchNorm layers",
                 stacklevel=2,
             )
-        convert_darbn(model, noise_grad=cfg["noise_grad"], bn_mode=cfg["bn_mode"])
+        convert_darbn(model, noise_grad=s.noise_grad, bn_mode=s.bn_mode)
     return model
 
 
@@ -141,19 +153,22 @@ def build_model(cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int], 
 FREE_ON_RESUME = keys_in_scope(FREE)
 
 
-def check_branch_compatible(parent: Mapping[str, Any], cfg: Mapping[str, Any], path: Path, *,
-                            same_run: bool) -> None:
-    """Refuse a resume/branch whose config would not continue the same computation."""
+def check_branch_compatible(parent: Mapping[str, Any], s: Settings, path: Path, *, same_run: bool) -> None:
+    """Refuse a resume/branch whose settings would not continue the same computation.
+
+    ``parent`` is the config saved in the checkpoint at ``path``; ``s`` this run's settings.
+    """
     if same_run:
-        keys = [k for k in cfg if k not in FREE_ON_RESUME]
+        keys = [k for k in SCHEMA if k not in FREE_ON_RESUME]
     else:
         keys = list(keys_in_scope(SHARED))
-        if parent.get("method") == "rs" or cfg["method"] == "rs":
+        if saved_value(parent, "method") == "rs" or s.method == "rs":
             raise ConfigError(f"--init-from {path}: 'rs' samples class-balanced from epoch 0 and shares no "
                               "first phase; branch erm/drs/open runs only")
-    diff = [k for k in keys if parent.get(k) != cfg.get(k)]
+    here = s.as_dict()
+    diff = [k for k in keys if saved_value(parent, k) != here[k]]
     if diff:
-        details = "; ".join(f"{k}: {parent.get(k)!r} there, {cfg.get(k)!r} here" for k in diff)
+        details = "; ".join(f"{k}: {saved_value(parent, k)!r} there, {here[k]!r} here" for k in diff)
         what = "resume" if same_run else "branch from"
         raise ConfigError(f"cannot {what} {path}: the configs differ in {details}")
 
@@ -182,22 +197,22 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source
     model.load_state_dict(state)
 
 
-def loss_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def loss_options(s: Settings) -> dict[str, Any]:
     """Loss options; deferred re-weighting starts at the run's defer epoch unless told otherwise."""
-    options = dict(cfg["loss_options"])
-    if cfg["loss"] == "drw" and cfg["defer_epoch"] is not None:
-        options.setdefault("drw_epoch", cfg["defer_epoch"])
+    options = dict(s.loss_options)
+    if s.loss == "drw" and s.defer_epoch is not None:
+        options.setdefault("drw_epoch", s.defer_epoch)
     return options
 
 
-def export_state(model: nn.Module, cfg: Mapping[str, Any], info: Any, class_counts: Sequence[int]) -> dict:
+def export_state(model: nn.Module, s: Settings, info: Any, class_counts: Sequence[int]) -> dict:
     """What ``predict`` and ``eval`` need: plain-BN weights and how to build and feed the model."""
     return {
         "kind": "model",
         "model": model.state_dict(),
-        "config": dict(cfg),
-        "model_name": cfg["model"],
-        "model_options": model_options(cfg),
+        "config": s.as_dict(),
+        "model_name": s.model,
+        "model_options": model_options(s),
         "num_classes": info.num_classes,
         "in_chans": info.channels,
         "class_names": list(info.class_names),
@@ -230,22 +245,22 @@ def load_for_inference(path: str | Path, device: torch.device, data: Any = None,
 
     state = load_checkpoint(path) if state is None else state
     validate_checkpoint(state, path)
-    cfg = state["config"]
     if state.get("kind") == "model":
         meta = state
     elif data is None:
         raise PureNoiseError(
             f"{path} is a training checkpoint, which does not record the class names and input "
             f"normalization that predict needs; use the run's exported model "
-            f"({Path(path).parent.parent / 'model.pt'} for a run folder's checkpoints/{Path(path).name})"
+            f"({RunPaths(Path(path).parent.parent).model} for a run folder's checkpoints/{Path(path).name})"
         )
     else:  # a training checkpoint: the metadata of the dataset it was trained on
-        cfg = validate_config(cfg, f"the config of {path}")
+        trained = settings(validate_config(state["config"], f"the config of {path}"))
         meta = {"num_classes": data.info.num_classes, "in_chans": data.info.channels,
                 "class_names": list(data.info.class_names),
                 "class_counts": state.get("class_counts", list(data.class_counts)),
                 "image_size": list(data.info.image_size), "mean": list(data.info.mean or ()),
-                "std": list(data.info.std or ()), "model_name": cfg["model"], "model_options": model_options(cfg)}
+                "std": list(data.info.std or ()), "model_name": trained.model,
+                "model_options": model_options(trained)}
         validate_checkpoint({**state, **meta, "kind": "model"}, path)  # the dataset's side of it too
     # Only a model purenoise builds from its own code, and never with weights from elsewhere: the
     # checkpoint's own weights replace them anyway.

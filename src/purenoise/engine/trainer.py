@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 from purenoise.config import settings
 from purenoise.darbn import convert_sync_darbn, revert_darbn, split_blockers
 from purenoise.engine.batches import LoaderBatches
-from purenoise.engine.device_batches import device_batches_from_config
+from purenoise.engine.device_batches import create_device_batches
 from purenoise.engine.distributed import DistEnv, any_rank, init_distributed
 from purenoise.engine.epoch_stats import EpochStats
 from purenoise.engine.evaluate import Normalizer, evaluate
 from purenoise.engine.memorization import memorization, training_set_view
-from purenoise.engine.optim import create_optimizer, create_scheduler
+from purenoise.engine.optim import create_optimizer, create_scheduler, optimizer_kwargs, schedule_kwargs
 from purenoise.engine.run_folder import RunFolder
 from purenoise.engine.seeding import derive_seed, seed_everything
 from purenoise.engine.setup import (
@@ -49,8 +49,9 @@ from purenoise.losses import create_loss
 from purenoise.noise import PureNoise
 from purenoise.open import NoiseAugment, OPeN
 from purenoise.provenance import provenance
-from purenoise.run_paths import RunPaths
+from purenoise.run_paths import LAST_CHECKPOINT, RunPaths
 from purenoise.schemes import NOISE_SCHEMES, noise_for_epoch, sampling_for_epoch
+from purenoise.settings import Settings
 
 __all__ = ["Trainer", "StepResult", "TrainingInterrupted", "TrainingDiverged", "train"]
 
@@ -61,8 +62,9 @@ class Trainer(RunState):
     """Trains one run described by a resolved config (see :mod:`purenoise.config`).
 
     Args:
-        cfg: Resolved config from :func:`~purenoise.config.load_config` (or its
-            :func:`~purenoise.config.settings`); the trainer reads it as ``self.cfg.<key>``.
+        cfg: The run's :class:`~purenoise.settings.Settings`, or a resolved config from
+            :func:`~purenoise.config.load_config` (turned into its settings); the trainer reads
+            them as ``self.cfg.<key>``.
         out_dir: The run folder (config, metrics.jsonl, checkpoints, eval.json).
         resume: ``None``, ``"auto"`` (the run folder's last checkpoint, if any) or a checkpoint
             path: continue exactly where that run stopped.
@@ -73,7 +75,7 @@ class Trainer(RunState):
         reuse: Write into ``out_dir`` even if it holds files a run does not write.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
+    def __init__(self, cfg: Settings | Mapping[str, Any], out_dir: str | os.PathLike, *, resume: str | None = None,
                  init_from: str | None = None, detect_anomaly: bool = False,
                  env: DistEnv | None = None, reuse: bool = False) -> None:
         self.cfg = cfg = settings(cfg)  # read by attribute; the trainer keeps no other copy
@@ -117,9 +119,10 @@ class Trainer(RunState):
         train_tf, self.eval_tf = default_transforms(cfg, info)
         try:
             if cfg.loader == "device":  # train set, draws and augmentation all on the device
-                self.batches = device_batches_from_config(
-                    cfg, self.data, augment_name(cfg, info), device=self.device, rank=env.rank,
-                    world_size=env.world_size,
+                self.batches = create_device_batches(
+                    self.data, augment_name(cfg, info), dataset=cfg.dataset, batch_size=cfg.batch_size,
+                    seed=cfg.seed, limit_batches=cfg.limit_batches, compile=cfg.compile, device=self.device,
+                    rank=env.rank, world_size=env.world_size,
                 )
             else:
                 self.batches = LoaderBatches(
@@ -137,8 +140,8 @@ class Trainer(RunState):
             # Ctrl-C or a scheduler's SIGTERM reaches the workers too; they leave stopping to
             # this process, which first saves a resumable checkpoint.
             loader.worker_init_fn = leave_stop_signals_to_main
-        self.optimizer = create_optimizer(self.model, cfg)
-        self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, cfg)
+        self.optimizer = create_optimizer(self.model, **optimizer_kwargs(cfg))
+        self.scheduler = create_scheduler(self.optimizer, self.steps_per_epoch, **schedule_kwargs(cfg))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
 
         self.criterion = create_loss(cfg.loss, self.class_counts, **loss_options(cfg)).to(self.device)
@@ -196,7 +199,7 @@ class Trainer(RunState):
                     if self.stop_after_epoch:  # a signal in its last step: stop, its metrics line written
                         self._interrupt(epoch + 1, 0, None)
                     if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                        self._save("last.pt", epoch + 1)
+                        self._save(LAST_CHECKPOINT, epoch + 1)
             return self._finish()
         finally:
             if self.folder is not None:
@@ -330,14 +333,14 @@ class Trainer(RunState):
     def _interrupt(self, epoch: int, batch: int, stats: EpochStats | None) -> None:
         signum = self.signals.received or signal.SIGTERM
         try:
-            path = self._save("last.pt", epoch, batch, stats.values() if stats is not None else None)
+            path = self._save(LAST_CHECKPOINT, epoch, batch, stats.values() if stats is not None else None)
         except TrainingDiverged as e:
             raise TrainingDiverged(f"{signal.Signals(signum).name} received, but {e}") from None
         where = f"epoch {epoch + 1}, batch {batch}" if batch else f"the start of epoch {epoch + 1}"
         raise TrainingInterrupted(
             f"{signal.Signals(signum).name} received: saved a resumable checkpoint at {where} "
             f"({path or 'rank 0 writes it'}). Continue with: purenoise train --config "
-            f"{self.out / 'config.yaml'} --out {self.out} --resume auto",
+            f"{RunPaths(self.out).config} --out {self.out} --resume auto",
             signum,
         )
 
@@ -414,6 +417,6 @@ class Trainer(RunState):
         return result
 
 
-def train(cfg: Mapping[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
+def train(cfg: Settings | Mapping[str, Any], out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any] | None:
     """Train and evaluate one run; see :class:`Trainer`."""
     return Trainer(cfg, out_dir, **kwargs).fit()

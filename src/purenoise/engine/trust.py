@@ -11,9 +11,11 @@ elsewhere, a Hugging Face Hub model id, options that load weights from a file or
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from purenoise.config import saved_value
 from purenoise.data import default_root
 from purenoise.engine.checkpoint import MAX_IMAGE_SIDE
 from purenoise.errors import ModelError
@@ -80,51 +82,55 @@ def _small(size: Any) -> bool:
     return all(type(x) is not int or x <= MAX_IMAGE_SIDE for x in (size if isinstance(size, (list, tuple)) else [size]))
 
 
-def checkpoint_settings(cfg: dict[str, Any]) -> list[tuple[str, Any, str]]:
+def checkpoint_settings(received: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     """``(key, value, why)`` of each setting of a checkpoint's config that reaches outside the run.
 
-    A data folder is one unless it lies in the default data folder (``$PURENOISE_DATA`` or
-    ``./data``); a run name is one if it is a path (``runs/<name>`` is the default output).
+    ``received`` is the config saved in the checkpoint, read as it is (not validated: a key may
+    be absent). A data folder is one unless it lies in the default data folder
+    (``$PURENOISE_DATA`` or ``./data``); a run name is one if it is a path (``runs/<name>`` is
+    the default output).
     """
     found = []
-    if cfg.get("download"):
-        found.append(("download", cfg["download"], "downloads data"))
-    if cfg.get("pretrained"):
-        found.append(("pretrained", cfg["pretrained"], "fetches pretrained weights"))
-    root = cfg.get("data_root")
+    for key, why in (("download", "downloads data"), ("pretrained", "fetches pretrained weights")):
+        if value := saved_value(received, key):
+            found.append((key, value, why))
+    root = saved_value(received, "data_root")
     if root is not None and not _inside(root, default_root()):
         found.append(("data_root", root, f"reads data outside the default data folder ({default_root()})"))
-    options = cfg.get("dataset_options")
+    options = saved_value(received, "dataset_options")
     for key in sorted(options) if isinstance(options, dict) else []:
         if key not in SAFE_DATASET_OPTIONS:
             found.append((f"dataset_options.{key}", options[key], "decides what files are read or unpickled"))
         elif key == "image_size" and not _small(options[key]):
             found.append((f"dataset_options.{key}", options[key], f"is over {MAX_IMAGE_SIDE} pixels a side"))
-    if "model" in cfg and not _offline_model(cfg["model"]):
-        found.append(("model", cfg["model"], "is not a model purenoise builds without the network"))
-    for key in _remote_options(cfg.get("model_options")):
-        found.append((f"model_options.{key}", cfg["model_options"][key], "fetches or reads weights"))
-    name = cfg.get("name")
+    model = saved_value(received, "model")
+    if "model" in received and not _offline_model(model):
+        found.append(("model", model, "is not a model purenoise builds without the network"))
+    model_opts = saved_value(received, "model_options")
+    for key in _remote_options(model_opts):
+        found.append((f"model_options.{key}", model_opts[key], "fetches or reads weights"))
+    name = saved_value(received, "name")
     if isinstance(name, str) and (Path(name).name != name or name in ("", ".", "..")):
         found.append(("name", name, "is a path, and the default output folder is runs/<name>"))
     return found
 
 
-def safe_config(cfg: dict[str, Any]) -> dict[str, Any]:
+def safe_config(received: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a checkpoint's config whose :func:`checkpoint_settings` take their safe defaults.
 
     ``download`` and ``pretrained`` are off, a data folder outside the default one is dropped
     (the dataset's default location is used), dataset options are reduced to
     :data:`SAFE_DATASET_OPTIONS` and model options to those that fetch nothing. The model name
-    is kept: there is no safe default for it (:func:`check_model_source` refuses it).
+    is kept: there is no safe default for it (:func:`check_model_source` refuses it). The copy is
+    a plain config mapping, not yet validated: the caller validates it (after its own changes).
     """
-    cfg = dict(cfg)
-    for key, _, _ in checkpoint_settings(cfg):
+    safe = dict(received)
+    for key, _, _ in checkpoint_settings(received):
         group, _, sub = key.partition(".")
         if sub:
-            cfg[group] = {k: v for k, v in cfg[group].items() if k != sub}
+            safe[group] = {k: v for k, v in safe[group].items() if k != sub}
         elif key in ("download", "pretrained"):
-            cfg[key] = False
+            safe[key] = False
         elif key in ("data_root", "name"):
-            cfg[key] = None
-    return cfg
+            safe[key] = None
+    return safe

@@ -2,7 +2,7 @@
 
 Sized so that an epoch of the Fashion-MNIST-LT training set (about 15k images, batch 128) takes a
 few seconds on a 2-core CPU, while keeping what OPeN needs: BatchNorm layers (DAR-BN replaces
-them) and enough capacity for ~90% accuracy on balanced Fashion-MNIST. The stem convolution has
+them) and enough capacity to fit balanced Fashion-MNIST well. The stem convolution has
 stride 2 (28 -> 14 pixels), which is where most of the saving comes from; three stages of one
 basic block each (16, 32, 64 channels at 14, 7, 4 pixels) follow. Any input size and channel
 count works (adaptive pooling), e.g. 3x32x32.

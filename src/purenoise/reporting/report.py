@@ -1,14 +1,14 @@
 """The report of a set of runs: a Markdown page with tables and figures, and comparison files.
 
-``make_report`` reads run folders (see :mod:`purenoise.runs`) and writes ``report.md``,
-``comparison.csv``/``.json`` (one row per run) and PNG figures. Runs that differ only in their
-seed (see :mod:`purenoise.replicates`) are shown as one entry: mean ± std over the seeds in every
-table, error bars in every figure, and the **paired** difference between entries that share their
-seeds, with a 95% t-interval. Where eval.json holds the memorization diagnostic, a section shows
-per-class training accuracy (un-augmented training set) next to test accuracy: the gap OPeN is
-meant to close.
+``make_report`` reads run folders (see :mod:`purenoise.reporting.runs`) and writes ``report.md``,
+``comparison.csv``/``.json`` (one row per run) and PNG figures. Runs that differ only in their seed
+(see :mod:`purenoise.reporting.replicates`) are shown as one entry: mean ± std over the seeds in
+every table, error bars in every figure, and the **paired** difference between entries that share
+their seeds, with a 95% t-interval. Where the test metrics hold the memorization diagnostic, a
+section shows per-class training accuracy (un-augmented training set) next to test accuracy: the
+gap OPeN is meant to close.
 
->>> from purenoise.report import make_report
+>>> from purenoise.reporting.report import make_report
 >>> make_report(["runs/erm_s0", "runs/erm_s1", "runs/open_s0", "runs/open_s1"])  # doctest: +SKIP
 PosixPath('runs/report/report.md')
 """
@@ -25,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from purenoise import plots
 from purenoise.compare_verdict import should_open_help
 from purenoise.fileio import atomic_write_text
-from purenoise.replicates import Replicates, group_replicates, mean_std_per_position, paired_difference, shared_key
-from purenoise.runs import HEADERS, MAIN_METRICS, Run, RunLike, load_runs, run_labels, summarize
-from purenoise.tables import interval, markdown_table, mean_std, pct
+from purenoise.reporting import plots
+from purenoise.reporting.replicates import (Replicates, group_replicates, mean_std_per_position, paired_difference,
+                                            shared_key)
+from purenoise.reporting.runs import Run, RunLike, load_runs
+from purenoise.reporting.summary import HEADERS, MAIN_METRICS, run_labels, summarize
+from purenoise.reporting.text import interval, markdown_table, mean_std, pct
+from purenoise.run_paths import EVAL_FILE
 
 __all__ = ["make_report", "report_entries", "paired_table"]
 
@@ -47,11 +50,11 @@ def report_entries(runs: Sequence[Run]) -> list[Replicates]:
     """The report's entries: one per configuration, its seeds together.
 
     When no two runs share a configuration, each run is its own entry, labelled as in
-    :func:`~purenoise.runs.format_table`.
+    :func:`~purenoise.reporting.summary.format_table`.
     """
     groups = group_replicates(runs)
     if all(len(g.runs) == 1 for g in groups):
-        return [Replicates(lab, [r], [r.config.get("seed")]) for lab, r in zip(run_labels(runs), runs)]
+        return [Replicates(lab, [r], [r.seed]) for lab, r in zip(run_labels(runs), runs)]
     return groups
 
 
@@ -131,7 +134,7 @@ class _Page:
 
 
 def _per_class(entries: Sequence[Replicates], key: str, n: int):
-    """Mean and std per class of eval.json's ``key`` for each entry that has it for ``n`` classes."""
+    """Mean and std per class of the test metrics' ``key`` for each entry that has it for ``n`` classes."""
     means, stds = {}, {}
     if n == 0:
         return means, stds
@@ -233,7 +236,7 @@ def _results_section(page: _Page, entries: list[Replicates], rows: list[dict[str
     else:
         page.add("", "One row per configuration: mean ± standard deviation over its seeds (sample std, ddof 1).")
         page.table(["Configuration", "Method", "Seeds", *(HEADERS[m] + " (%)" for m in MAIN_METRICS)],
-                   [[e.label, e.method, ", ".join(str(r.config.get("seed", "?")) for r in e.runs if r.eval is not None),
+                   [[e.label, e.method, ", ".join(str(r.get("seed", "?")) for r in e.runs if r.eval is not None),
                      *(mean_std(*_mean_std(e, m)) for m in MAIN_METRICS)] for e in entries], right_from=3)
         paired = paired_table(entries)
         if paired:
@@ -272,7 +275,7 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
              "Tables also in `comparison.csv` and `comparison.json` (fractions).", "", "## Runs")
     page.table(["Run", "Method", "Epochs", "Defer epoch", "Delta", "BN mode", "Seed", "Status", "Folder"],
                [[lab, r.method, r.epochs_done, "-" if r.defer_epoch is None else r.defer_epoch,
-                 r.config.get("delta", "-"), r.config.get("bn_mode", "-"), r.get("seed", "-"), r.status,
+                 r.get("delta", "-"), r.get("bn_mode", "-"), r.get("seed", "-"), r.status,
                  f"`{r.path}`"] for lab, r in zip(labels, runs)], right_from=99)
     notes = [f"- **{lab}**: {n}" for lab, r in zip(labels, runs) for n in r.notes]
     if notes:
@@ -286,7 +289,7 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
     if ref is not None:
         _per_class_sections(page, entries, ref)
     elif evald:
-        page.add("", "No eval.json holds both `per_class_acc` and `class_counts`: per-class figures skipped.")
+        page.add("", f"No {EVAL_FILE} holds both `per_class_acc` and `class_counts`: per-class figures skipped.")
     cms = [(e, [r for r in e.runs if r.eval is not None and r.eval.get("confusion")]) for e in entries]
     cms = [(e, rs) for e, rs in cms if rs]
     if cms:

@@ -1,4 +1,9 @@
-"""DAR-BN against the paper's appendix algorithm, written here with boolean masks."""
+"""DARBatchNorm2d and AuxBatchNorm2d (``purenoise.darbn.layers``), one layer at a time.
+
+Each DAR-BN layer is checked against the paper's appendix algorithm, written here with boolean
+masks (:func:`reference_darbn`): outputs, gradients and running statistics, in both gradient modes,
+both memory layouts and under bfloat16 autocast, on the fused path and on the view path.
+"""
 from __future__ import annotations
 
 import copy
@@ -6,12 +11,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 import purenoise.darbn as darbn_mod
 from purenoise import AuxBatchNorm2d, DARBatchNorm2d, convert_darbn, noise_routing, revert_darbn
-from purenoise.errors import ModelError
+
+from tests.helpers.darbn import has_nonzero_grad
 
 
 def reference_darbn(bn: nn.BatchNorm2d, x: torch.Tensor, noise_mask: torch.Tensor, noise_grad: str):
@@ -199,148 +204,65 @@ def test_same_state_dict_keys_as_batchnorm():
     assert isinstance(DARBatchNorm2d(7), nn.BatchNorm2d)
 
 
-def _resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10)
-
-
-def test_convert_revert_roundtrip_state_dict_exact():
-    model = _resnet()
-    model.train()
-    model(torch.randn(4, 3, 32, 32))  # non-trivial running stats
-    before = copy.deepcopy(model.state_dict())
-    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    params = {id(p) for p in model.parameters()}
-    convert_darbn(model)
-    layers = [m for m in model.modules() if isinstance(m, DARBatchNorm2d)]
-    assert len(layers) == n_bn
-    assert {id(p) for p in model.parameters()} == params  # optimizers keep working
-    assert model.state_dict().keys() == before.keys()
-    revert_darbn(model)
-    assert not any(isinstance(m, DARBatchNorm2d) for m in model.modules())
-    assert all(type(m) is nn.BatchNorm2d for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    after = model.state_dict()
-    assert after.keys() == before.keys()
-    for k in before:
-        assert torch.equal(before[k], after[k]), k
-
-
-def _noise_only_grads(noise_grad: str):
-    model = convert_darbn(_resnet(), noise_grad=noise_grad)
-    model.train()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, 32, 32, generator=gen)
-    x[-3:] = torch.rand(3, 3, 32, 32, generator=gen)
-    with noise_routing(model, 3):
-        logits = model(x)
-    F.cross_entropy(logits[-3:], torch.tensor([1, 2, 3])).backward()
-    return model
-
-
-def _nonzero(p):
-    return p.grad is not None and bool(p.grad.abs().sum() > 0)
-
-
-def test_classifier_mode_noise_trains_only_the_final_layer():
-    model = _noise_only_grads("classifier")
-    for name, p in model.named_parameters():
-        assert _nonzero(p) == name.startswith("fc."), name
-
-
-def test_features_mode_noise_trains_convs_but_not_affine():
-    model = _noise_only_grads("features")
-    for name, p in model.named_parameters():
-        module = model.get_submodule(name.rsplit(".", 1)[0])
-        if isinstance(module, nn.BatchNorm2d):
-            assert not _nonzero(p), name
-        else:
-            assert _nonzero(p), name
-
-
-def test_whole_network_eval_equals_original():
-    model = _resnet()
-    model.train()
-    model(torch.randn(4, 3, 32, 32))
-    model.eval()
-    x = torch.randn(3, 3, 32, 32)
-    expected = model(x)
-    convert_darbn(model).eval()
-    torch.testing.assert_close(model(x), expected, atol=0, rtol=0)
-
-
-def test_routing_context_restores_and_validates():
-    model = convert_darbn(_resnet())
-    layers = darbn_mod.routed_layers(model)
-    with pytest.raises(RuntimeError):
-        with noise_routing(model, 2):
-            assert all(m.n_noise == 2 for m in layers)
-            raise RuntimeError("boom")
-    assert all(m.n_noise == 0 for m in layers)
-    with pytest.raises(ValueError, match=">= 0"):
-        with noise_routing(model, -1):
-            pass
-    with pytest.raises(TypeError):
-        with noise_routing(model, 1.5):
-            pass
-    model.train()
-    with pytest.raises(ValueError, match="noise rows but this batch has 4 rows"):
-        with noise_routing(model, 9):
-            model(torch.randn(4, 3, 32, 32))
-
-
 def test_noise_grad_validated():
     with pytest.raises(ValueError, match="noise_grad"):
         DARBatchNorm2d(3, noise_grad="everything")
-    with pytest.raises(ValueError, match="bn_mode"):
-        convert_darbn(nn.BatchNorm2d(3), bn_mode="fancy")
 
 
-def test_convert_switches_modes_and_standard_reverts():
-    model = convert_darbn(_resnet(), noise_grad="features")
-    assert all(m.noise_grad == "features" for m in darbn_mod.routed_layers(model))
-    convert_darbn(model, noise_grad="classifier")
-    assert all(m.noise_grad == "classifier" for m in darbn_mod.routed_layers(model))
-    convert_darbn(model, bn_mode="standard")
-    assert darbn_mod.routed_layers(model) == []
+def test_single_natural_value_per_channel_is_beta_and_not_recorded():
+    layer = DARBatchNorm2d(4)
+    with pytest.warns(UserWarning, match="one value per channel"), noise_routing(layer, 3):
+        y = layer(torch.randn(4, 4, 1, 1))  # BatchNorm refuses it; DAR-BN treats it as a lone noise value
+    torch.testing.assert_close(y[:1].flatten(), layer.bias.detach(), atol=1e-4, rtol=0)
+    assert torch.equal(layer.running_var, torch.ones(4)) and int(layer.num_batches_tracked) == 0
+    with noise_routing(layer, 1):  # two natural rows are fine, and so is one noise row
+        y = layer(torch.randn(3, 4, 1, 1))
+    torch.testing.assert_close(y[2:].flatten(), layer.bias.detach())  # no variance: just beta
 
 
-def test_unconvertible_subclass_is_named():
-    class ScaledBN(nn.BatchNorm2d):
-        def forward(self, x):
-            return 2 * super().forward(x)
+@pytest.mark.parametrize("bn_mode", ["darbn", "aux"])
+@pytest.mark.parametrize("noise_grad", ["classifier", "features"])
+def test_single_noise_value_per_channel_is_beta(bn_mode, noise_grad):
+    layer = convert_darbn(nn.BatchNorm2d(4), bn_mode=bn_mode, noise_grad=noise_grad)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.4]))
+        if bn_mode == "aux":
+            layer.aux_bn.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    beta = layer.aux_bn.bias if bn_mode == "aux" else layer.bias
+    state = copy.deepcopy(layer.aux_bn.state_dict()) if bn_mode == "aux" else None
+    for n_nat in (0, 3):  # an all-noise batch of one row, and one noise row after natural rows
+        x = torch.randn(n_nat + 1, 4, 1, 1, requires_grad=True)
+        with noise_routing(layer, 1):
+            y = layer(x)
+        # 0 up to the rounding of the mean, which 1/sqrt(eps) magnifies.
+        torch.testing.assert_close(y[-1].flatten(), beta.detach(), atol=1e-4, rtol=0)
+        y.sum().backward()
+    if bn_mode == "aux":  # one value has no variance to record
+        for k, v in layer.aux_bn.state_dict().items():
+            assert torch.equal(v, state[k]), k
 
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), ScaledBN(4))
-    with pytest.raises(ModelError, match=r"1 \(.*ScaledBN\)"):
-        convert_darbn(model)
 
-
-def test_other_norm_layers_warn():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(5),
-                          nn.BatchNorm1d(5))
-    with pytest.warns(UserWarning, match="BatchNorm2d only"):
-        convert_darbn(model)
-
-
-def test_timm_batchnorm_act_keeps_activation():
-    timm = pytest.importorskip("timm")  # timm is in the dev extra; this guards plain installs
-    from timm.layers import BatchNormAct2d
-
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "views"])
+def test_all_noise_batch_gives_earlier_layers_zero_gradients(fast, monkeypatch):
+    # In one pass, every parameter takes part in backward whatever the split (DDP needs that on
+    # a process whose share of the batch is all noise); noise rows still train only the classifier.
+    if not fast:
+        monkeypatch.setattr(DARBatchNorm2d, "_fast_path_ok", lambda self, x: False)
     torch.manual_seed(0)
-    layer = BatchNormAct2d(6, act_layer=nn.ReLU)
-    plain = copy.deepcopy(layer)
-    convert_darbn(layer)
-    assert isinstance(layer, DARBatchNorm2d) and isinstance(layer, BatchNormAct2d)
-    x = torch.randn(10, 6, 4, 4)
-    with noise_routing(layer, 3):
-        y = layer(x)
-    assert (y >= 0).all()  # the activation still runs on the routed path
-    torch.testing.assert_close(y[:7], plain(x[:7]))
-    revert_darbn(layer)
-    assert type(layer) is BatchNormAct2d
-    model = timm.create_model("resnet10t", num_classes=4)
-    convert_darbn(model)
-    n = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert len(darbn_mod.routed_layers(model)) == n > 0
+    model = convert_darbn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 3)))
+    model.train()
+    x = torch.rand(5, 3, 8, 8)
+    with noise_routing(model, 5):
+        y = model(x)
+    F.cross_entropy(y, torch.tensor([0, 1, 2, 0, 1])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert has_nonzero_grad(p) == name.startswith("6."), name
+    assert all(int(m.num_batches_tracked) == 0 for m in darbn_mod.routed_layers(model))
+    # The values are those of the path without gradients.
+    with torch.no_grad(), noise_routing(model, 5):
+        torch.testing.assert_close(model(x), y.detach(), atol=0, rtol=0)
 
 
 def test_aux_bn_routes_noise_to_its_own_layer():
@@ -379,81 +301,3 @@ def test_aux_bn_classifier_mode_stops_gradient_at_input():
         model(torch.randn(6, 3, 6, 6))[-2:].square().sum().backward()
     assert model[0].weight.grad is None or model[0].weight.grad.abs().sum() == 0
     assert model[1].aux_bn.weight.grad.abs().sum() > 0
-
-
-def test_single_natural_value_per_channel_is_beta_and_not_recorded():
-    layer = DARBatchNorm2d(4)
-    with pytest.warns(UserWarning, match="one value per channel"), noise_routing(layer, 3):
-        y = layer(torch.randn(4, 4, 1, 1))  # BatchNorm refuses it; DAR-BN treats it as a lone noise value
-    torch.testing.assert_close(y[:1].flatten(), layer.bias.detach(), atol=1e-4, rtol=0)
-    assert torch.equal(layer.running_var, torch.ones(4)) and int(layer.num_batches_tracked) == 0
-    with noise_routing(layer, 1):  # two natural rows are fine, and so is one noise row
-        y = layer(torch.randn(3, 4, 1, 1))
-    torch.testing.assert_close(y[2:].flatten(), layer.bias.detach())  # no variance: just beta
-
-
-@pytest.mark.parametrize("fast", [True, False], ids=["fused", "views"])
-def test_all_noise_batch_gives_earlier_layers_zero_gradients(fast, monkeypatch):
-    # In one pass, every parameter takes part in backward whatever the split (DDP needs that on
-    # a process whose share of the batch is all noise); noise rows still train only the classifier.
-    if not fast:
-        monkeypatch.setattr(DARBatchNorm2d, "_fast_path_ok", lambda self, x: False)
-    torch.manual_seed(0)
-    model = convert_darbn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
-                                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 3)))
-    model.train()
-    x = torch.rand(5, 3, 8, 8)
-    with noise_routing(model, 5):
-        y = model(x)
-    F.cross_entropy(y, torch.tensor([0, 1, 2, 0, 1])).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None, name
-        assert _nonzero(p) == name.startswith("6."), name
-    assert all(int(m.num_batches_tracked) == 0 for m in darbn_mod.routed_layers(model))
-    # The values are those of the path without gradients.
-    with torch.no_grad(), noise_routing(model, 5):
-        torch.testing.assert_close(model(x), y.detach(), atol=0, rtol=0)
-
-
-def _one_noise_row_at_1x1(bn_mode: str, noise_pass: str) -> torch.Tensor:
-    torch.manual_seed(0)
-    model = convert_darbn(torchvision.models.resnet18(num_classes=10), bn_mode=bn_mode)
-    model.train()
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(6, 3, 32, 32, generator=gen)
-    x[-1] = torch.rand(3, 32, 32, generator=gen) * 4 - 2
-    y = darbn_mod.routed_forward(model, x, 1, noise_pass=noise_pass)
-    y.sum().backward()  # no error in backward either
-    return y.detach()
-
-
-def test_one_noise_row_at_1x1_gives_beta_in_every_path():
-    # resnet18's last stage sees 1x1 maps at 32x32: one noise row is one value per channel.
-    joint = _one_noise_row_at_1x1("darbn", "joint")
-    split = _one_noise_row_at_1x1("darbn", "split")
-    aux = _one_noise_row_at_1x1("aux", "joint")  # the auxiliary branch starts as a copy of the layer
-    # Convolutions of 5 and 1 rows round differently: equal to float rounding.
-    torch.testing.assert_close(split, joint, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(aux, joint, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("bn_mode", ["darbn", "aux"])
-@pytest.mark.parametrize("noise_grad", ["classifier", "features"])
-def test_single_noise_value_per_channel_is_beta(bn_mode, noise_grad):
-    layer = convert_darbn(nn.BatchNorm2d(4), bn_mode=bn_mode, noise_grad=noise_grad)
-    with torch.no_grad():
-        layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.4]))
-        if bn_mode == "aux":
-            layer.aux_bn.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    beta = layer.aux_bn.bias if bn_mode == "aux" else layer.bias
-    state = copy.deepcopy(layer.aux_bn.state_dict()) if bn_mode == "aux" else None
-    for n_nat in (0, 3):  # an all-noise batch of one row, and one noise row after natural rows
-        x = torch.randn(n_nat + 1, 4, 1, 1, requires_grad=True)
-        with noise_routing(layer, 1):
-            y = layer(x)
-        # 0 up to the rounding of the mean, which 1/sqrt(eps) magnifies.
-        torch.testing.assert_close(y[-1].flatten(), beta.detach(), atol=1e-4, rtol=0)
-        y.sum().backward()
-    if bn_mode == "aux":  # one value has no variance to record
-        for k, v in layer.aux_bn.state_dict().items():
-            assert torch.equal(v, state[k]), k

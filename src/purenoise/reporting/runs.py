@@ -1,13 +1,16 @@
-"""Run folders as data: loading, one summary row per run, tables and seed aggregates.
+"""Run folders as data: a run folder read into a :class:`Run`, its files checked on the way.
 
-A run folder (written by the trainer) holds ``config.yaml``, ``metrics.jsonl`` (one JSON object
-per completed epoch), ``eval.json`` (final test metrics, accuracies as fractions) and optionally
-``samples.pt`` (real and pure-noise images that were trained on). Any of them may be missing
-while a run is still training: the report shows what exists and says what is missing. A file that
-exists but is malformed raises :class:`~purenoise.errors.DataError` naming the file and line.
+A run folder (written by the trainer; its layout is :mod:`purenoise.run_paths`) holds the resolved
+config, the metrics (one JSON object per completed epoch), the test metrics (accuracies as
+fractions) and optionally samples (real and pure-noise images that were trained on). Any of them
+may be missing while a run is still training: the report shows what exists and says what is
+missing. A file that exists but is malformed raises :class:`~purenoise.errors.DataError` naming the
+file and line. The config is data from elsewhere (another version, a hand edit): it is read through
+:func:`purenoise.config.saved_value`, by the accessors of :class:`Run`.
 
->>> from purenoise.runs import load_run, format_table, aggregate
->>> print(format_table(["runs/erm", "runs/drs", "runs/open"]))      # doctest: +SKIP
+>>> from purenoise.reporting.runs import load_run
+>>> load_run("runs/open").status                                    # doctest: +SKIP
+'complete'
 """
 from __future__ import annotations
 
@@ -15,48 +18,26 @@ import json
 import math
 import numbers
 import os
-import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import numpy as np
 import yaml
 
+from purenoise.config import SCHEMA, saved_value
 from purenoise.config_io import MAX_CONFIG_BYTES, load_yaml
 from purenoise.errors import ConfigError, DataError, DataNotFoundError, PureNoiseError
-from purenoise.run_paths import REPORT_FILES, RunPaths
+from purenoise.run_paths import CONFIG_FILE, EVAL_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILES, RunPaths
 from purenoise.schemes import CLASS_AWARE_SAMPLINGS, DEFERRED_SCHEMES, SAMPLING_KINDS
-from purenoise.tables import markdown_table, mean_std, pct
 
-__all__ = [
-    "Run",
-    "load_run",
-    "minority_half_accuracy",
-    "summarize",
-    "format_table",
-    "aggregate",
-    "format_aggregate",
-    "MAIN_METRICS",
-    "HEADERS",
-    "RunLike",
-    "load_runs",
-    "pct",
-    "run_labels",
-]
+__all__ = ["Run", "RunLike", "load_run", "load_runs"]
 
 FRACTION_KEYS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "gmean", "ece")
-#: An eval.json holds at least one of these (an older one may lack the others).
+#: A test-metrics file holds at least one of these (an older one may lack the others).
 REQUIRED_EVAL_KEYS = ("top1", "balanced_acc", "per_class_acc")
 EPOCH_NUMBER_KEYS = ("lr", "train_loss", "train_acc", "noise_frac", "images_per_s", "time_s",
                      "test_top1", "test_balanced_acc")
-#: Metrics of the comparison table and of :func:`aggregate` (all fractions).
-MAIN_METRICS = ("top1", "balanced_acc", "many", "medium", "few", "minority_half", "ece")
-HEADERS = {"run": "Run", "method": "Method", "top1": "Top-1", "balanced_acc": "Bal. acc",
-           "many": "Many", "medium": "Medium", "few": "Few", "minority_half": "Minority half",
-           "ece": "ECE", "gmean": "G-mean", "top5": "Top-5"}
-
 RunLike = Union["Run", str, os.PathLike]
 
 
@@ -73,12 +54,30 @@ class Run:
     notes: list[str] = field(default_factory=list)  # what is missing or was skipped, in words
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A field from the config, else eval.json, else ``default``."""
-        if self.config.get(key) is not None:
-            return self.config[key]
+        """Config key ``key`` as saved, else the same key of the test metrics, else ``default``.
+
+        Raises:
+            KeyError: ``key`` is not a config key (see :func:`purenoise.config.saved_value`).
+        """
+        value = saved_value(self.config, key)
+        if value is not None:
+            return value
         if self.eval and self.eval.get(key) is not None:
             return self.eval[key]
         return default
+
+    def setting(self, key: str) -> Any:
+        """The value of config key ``key`` the run trained with: the saved value, or the schema's
+        default where the saved config lacks the key (it was written before the key existed)."""
+        value = saved_value(self.config, key)
+        if value is None and key not in self.config:
+            return SCHEMA[key].default
+        return value
+
+    @property
+    def seed(self) -> Any:
+        """The saved config's ``seed``; ``None`` when it has none."""
+        return saved_value(self.config, "seed")
 
     @property
     def method(self) -> str:
@@ -92,7 +91,7 @@ class Run:
     def defer_epoch(self) -> int | None:
         """0-based epoch from which sampling was class-aware after instance sampling.
 
-        Read from the ``sampling`` field of metrics.jsonl when logged, else from the config for
+        Read from the ``sampling`` field of the metrics when logged, else from the config for
         the deferred schemes (``drs``, ``open``). ``None`` when sampling never switched.
         """
         prev = None
@@ -103,18 +102,18 @@ class Run:
             prev = s if s is not None else prev
         if any(m.get("sampling") is not None for m in self.metrics):
             return None
-        d = self.config.get("defer_epoch")
+        d = saved_value(self.config, "defer_epoch")
         if self.method in DEFERRED_SCHEMES and isinstance(d, numbers.Integral) and d > 0:
             return int(d)
         return None
 
     @property
     def status(self) -> str:
-        total = self.config.get("epochs")
+        total = saved_value(self.config, "epochs")
         if self.eval is not None:
             return "complete"
         done = f"{self.epochs_done}/{total}" if total else str(self.epochs_done)
-        return f"no eval.json ({done} epochs logged)"
+        return f"no {EVAL_FILE} ({done} epochs logged)"
 
 
 # ----------------------------------------------------------------------------------- loading
@@ -133,7 +132,7 @@ def _read_metrics(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             if no == len(lines) and not text.endswith("\n"):  # last line still being written
-                notes.append(f"metrics.jsonl: ignored an incomplete last line {no} (still being written?)")
+                notes.append(f"{METRICS_FILE}: ignored an incomplete last line {no} (still being written?)")
                 break
             raise DataError(f"{path}, line {no}: not valid JSON ({e.msg}): {line[:80]!r}") from None
         if not isinstance(rec, dict):
@@ -148,7 +147,7 @@ def _read_metrics(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             raise DataError(f"{path}, line {no}: key 'sampling' must be one of {list(SAMPLING_KINDS)}, "
                             f"got {rec['sampling']!r}")
         if ep in by_epoch:
-            notes.append(f"metrics.jsonl: epoch {ep} logged twice (a resumed run?); kept line {no}")
+            notes.append(f"{METRICS_FILE}: epoch {ep} logged twice (a resumed run?); kept line {no}")
         by_epoch[ep] = rec
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -170,8 +169,8 @@ def _check_eval(d: Any, path: Path) -> dict[str, Any]:
             d[k] = frac(k, d[k])
     if not any(k in d for k in REQUIRED_EVAL_KEYS):
         raise DataError(f"{path}: holds none of the test metrics {', '.join(REQUIRED_EVAL_KEYS)}; it is not a "
-                        f"purenoise eval.json. Delete it, or write it again with purenoise eval --checkpoint "
-                        f"RUN/model.pt --out RUN/eval.json")
+                        f"purenoise {EVAL_FILE}. Delete it, or write it again with purenoise eval --checkpoint "
+                        f"RUN/{MODEL_FILE} --out RUN/{EVAL_FILE}")
     for k in ("per_class_acc", "groups5", "train_per_class_acc"):
         if d.get(k) is not None:
             if not isinstance(d[k], list):
@@ -203,7 +202,7 @@ def _check_eval(d: Any, path: Path) -> dict[str, Any]:
 
 
 def _check_confusion(cm: Any, path: Path, n: int | None) -> list[list[Any]]:
-    """A C x C list of lists of finite counts >= 0, C the number of classes where eval.json says it."""
+    """A C x C list of lists of finite counts >= 0, C the number of classes where the test metrics say it."""
     what = "a square C x C list of lists of counts >= 0" + (f" with C = {n} (the number of classes)" if n else "")
     c = len(cm) if isinstance(cm, list) else -1
     if c < 1 or any(not isinstance(r, list) or len(r) != c for r in cm) or (n is not None and c != n):
@@ -217,12 +216,12 @@ def _check_confusion(cm: Any, path: Path, n: int | None) -> list[list[Any]]:
     return cm
 
 
-# Largest height or width of an image in samples.pt: the trainer stores training-size images.
+# Largest height or width of an image in the samples: the trainer stores training-size images.
 SAMPLE_MAX_SIDE = 4096
 
 
 def _check_samples(obj: Any, path: Path) -> dict[str, Any]:
-    """samples.pt's images ``[n, C, H, W]`` (uint8, or floats in [0, 1]; C = 1 or 3) and labels ``[n]``."""
+    """The samples' images ``[n, C, H, W]`` (uint8, or floats in [0, 1]; C = 1 or 3) and labels ``[n]``."""
     import torch
 
     if not isinstance(obj, dict):
@@ -269,7 +268,7 @@ def load_run(run_dir: RunLike) -> Run:
     f = paths.config
     if f.exists():
         if f.stat().st_size > MAX_CONFIG_BYTES:
-            raise DataError(f"{f}: {f.stat().st_size} bytes, more than a run's config.yaml can be "
+            raise DataError(f"{f}: {f.stat().st_size} bytes, more than a run's {CONFIG_FILE} can be "
                             f"({MAX_CONFIG_BYTES}); it was not written by purenoise")
         try:  # a received run folder: read within the same bounds as any config
             loaded = load_yaml(f.read_text(encoding="utf-8", errors="replace"), str(f))
@@ -283,13 +282,13 @@ def load_run(run_dir: RunLike) -> Run:
             raise DataError(f"{f}: expected a mapping of config keys, got {type(loaded).__name__}")
         config = loaded or {}
     else:
-        notes.append("config.yaml is missing")
+        notes.append(f"{CONFIG_FILE} is missing")
     f = paths.metrics
     metrics = _read_metrics(f, notes) if f.exists() else []
     if not f.exists():
-        notes.append("metrics.jsonl is missing: no training curves")
+        notes.append(f"{METRICS_FILE} is missing: no training curves")
     elif not metrics:
-        notes.append("metrics.jsonl has no completed epoch yet")
+        notes.append(f"{METRICS_FILE} has no completed epoch yet")
     f = paths.eval
     ev = None
     if f.exists():
@@ -298,11 +297,11 @@ def load_run(run_dir: RunLike) -> Run:
         except json.JSONDecodeError as e:
             raise DataError(f"{f}, line {e.lineno}: not valid JSON ({e.msg})") from None
     else:
-        notes.append("eval.json is missing (still training, or evaluation failed): no test metrics")
+        notes.append(f"{EVAL_FILE} is missing (still training, or evaluation failed): no test metrics")
     f = paths.samples
     samples = None
     if f.exists():
-        import torch  # only samples.pt needs it: reading run folders is otherwise torch-free
+        import torch  # only the samples need it: reading run folders is otherwise torch-free
 
         try:
             samples = torch.load(f, map_location="cpu", weights_only=True)
@@ -310,108 +309,15 @@ def load_run(run_dir: RunLike) -> Run:
             raise DataError(f"{f}: cannot be read as a torch.save'd dict of tensors; it was not loaded "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         samples = _check_samples(samples, f)
-    name = str(config.get("name") or (ev or {}).get("run") or path.name)
+    name = str(saved_value(config, "name") or (ev or {}).get("run") or path.name)
     return Run(path=path, name=name, config=config, metrics=metrics, eval=ev, samples=samples, notes=notes)
 
 
 def load_runs(runs: RunLike | Iterable[RunLike]) -> list[Run]:
+    """:func:`load_run` of each run folder given (one, or several)."""
     if isinstance(runs, (str, os.PathLike, Run)):
         runs = [runs]
     out = [load_run(r) for r in runs]
     if not out:
         raise PureNoiseError("no run folders given")
     return out
-
-
-# ----------------------------------------------------------------------------------- metrics
-def minority_half_accuracy(per_class_acc: Sequence[float | None], class_counts: Sequence[int]) -> float | None:
-    """Mean accuracy of the ``C // 2`` classes (at least one) with the fewest training images.
-
-    Ties in count are broken by class index. Classes without test images (``None``) are skipped.
-    """
-    if not per_class_acc or class_counts is None or len(class_counts) != len(per_class_acc):
-        return None
-    order = np.argsort(np.asarray(class_counts), kind="stable")[: max(1, len(class_counts) // 2)]
-    vals = [per_class_acc[i] for i in order if per_class_acc[i] is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def summarize(run: RunLike) -> dict[str, Any]:
-    """One comparison-table row of a run: identity fields and metrics (fractions; None if absent)."""
-    run = load_run(run)
-    ev = run.eval or {}
-    pca, counts = ev.get("per_class_acc"), ev.get("class_counts")
-    bal = ev.get("balanced_acc")
-    if bal is None and pca and any(v is not None for v in pca):
-        bal = float(np.mean([v for v in pca if v is not None]))
-    return {
-        "run": run.name, "method": run.method, "dataset": run.get("dataset"), "model": run.get("model"),
-        "seed": run.get("seed"), "epochs": run.epochs_done if ev.get("epoch") is None else int(ev["epoch"]),  # epochs trained
-        "status": run.status,
-        "top1": ev.get("top1"), "top5": ev.get("top5"), "balanced_acc": bal,
-        "many": ev.get("many"), "medium": ev.get("medium"), "few": ev.get("few"),
-        "minority_half": minority_half_accuracy(pca, counts) if pca and counts else None,
-        "gmean": ev.get("gmean"), "ece": ev.get("ece"), "nll": ev.get("nll"),
-        "path": str(run.path),
-    }
-
-
-def run_labels(runs: Sequence[Run]) -> list[str]:
-    """Run names, made unique with the folder name (then a counter) where they clash."""
-    names = [r.name for r in runs]
-    out = [n if names.count(n) == 1 else f"{n} ({r.path.name})" for n, r in zip(names, runs)]
-    return [o if out.count(o) == 1 else f"{o} #{i + 1}" for i, o in enumerate(out)]
-
-
-def format_table(runs: RunLike | Iterable[RunLike], metrics: Sequence[str] = MAIN_METRICS) -> str:
-    """A fixed-width table of runs for a terminal; accuracies (and ECE) in % with 2 decimals."""
-    runs = load_runs(runs)
-    rows = [summarize(r) for r in runs]
-    cols = ["run", "method", *metrics]
-    cells = [[HEADERS.get(c, c) + ("" if c in ("run", "method") else " %") for c in cols]]
-    for lab, row in zip(run_labels(runs), rows):
-        cells.append([lab, row["method"]] + [pct(row[m]) for m in metrics])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-
-    def fmt(r: list[str]) -> str:  # text columns left-aligned, numbers right-aligned
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
-    lines += [f"* {lab}: {r.status}" for lab, r in zip(run_labels(runs), runs) if r.eval is None]
-    return "\n".join(lines)
-
-
-def aggregate(runs: RunLike | Iterable[RunLike], by: Sequence[str] = ("method",),
-              metrics: Sequence[str] = MAIN_METRICS) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation (ddof=1) of ``metrics`` over runs grouped by ``by``.
-
-    Group keys are looked up in the config, then eval.json (e.g. ``("dataset", "method")``).
-    Returns one dict per group, in order of first appearance: the ``by`` keys, ``n`` (runs with
-    eval.json), ``runs`` (their names), and ``<metric>_mean`` / ``<metric>_std`` (fractions;
-    std is None for a single run, both None when no run has the metric). Runs without eval.json
-    are left out and named in ``missing``.
-    """
-    groups: dict[tuple, list[Run]] = {}
-    for r in load_runs(runs):
-        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
-    out = []
-    for key, members in groups.items():
-        done = [r for r in members if r.eval is not None]
-        rows = [summarize(r) for r in done]
-        row: dict[str, Any] = dict(zip(by, key))
-        row.update(n=len(done), runs=[r.name for r in done], missing=[r.name for r in members if r.eval is None])
-        for m in metrics:
-            vals = [x[m] for x in rows if x[m] is not None]
-            row[f"{m}_mean"] = statistics.fmean(vals) if vals else None
-            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
-        out.append(row)
-    return out
-
-
-def format_aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("method",),
-                     metrics: Sequence[str] = MAIN_METRICS) -> str:
-    """A Markdown table of :func:`aggregate` rows: ``mean ± std`` in % with 2 decimals."""
-    head = [*by, "n", *(HEADERS.get(m, m) for m in metrics)]
-    cells = [[*(row[k] for k in by), row["n"], *(mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics)]
-             for row in rows]
-    return "\n".join(markdown_table(head, cells, right_from=len(by) + 1))

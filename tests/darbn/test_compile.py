@@ -15,6 +15,7 @@ from torch import nn
 
 from purenoise import DARBatchNorm2d, convert_darbn, noise_routing
 from purenoise.darbn.layers import _compiled_routed
+from purenoise.engine.step import train_step
 
 torch_dynamo = pytest.importorskip("torch._dynamo")
 from torch._dynamo.utils import counters  # noqa: E402
@@ -37,6 +38,11 @@ def _graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def _fixed_noise(k: int):
+    """A noise transform that marks the last ``k`` rows of the batch as noise, for a chosen count."""
+    return lambda images, labels, generator=None: (images, labels, k)
+
+
 def _run(backend: str, noise_grad: str, atol: float) -> int:
     torch.manual_seed(0)
     eager = convert_darbn(_net(), noise_grad=noise_grad)
@@ -51,13 +57,11 @@ def _run(backend: str, noise_grad: str, atol: float) -> int:
         y = torch.randint(0, 4, (BATCH,), generator=gen)
         outs = []
         for model, opt in zip((eager, compiled), opts):
-            with noise_routing(model, k):
-                out = model(x)
-            loss = nn.functional.cross_entropy(out, y)
-            opt.zero_grad()
-            loss.backward()
-            outs.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-            opt.step()
+            # The trainer's step; one pass for all rows, as a compiled run keeps by default.
+            res = train_step(model, x, y, criterion=nn.functional.cross_entropy, optimizer=opt,
+                             noise=_fixed_noise(k), noise_pass="joint")
+            assert res.n_noise == k
+            outs.append((res.logits.detach(), [p.grad.clone() for p in model.parameters()]))
         torch.testing.assert_close(outs[1][0], outs[0][0], atol=atol, rtol=atol)
         for g_compiled, g_eager in zip(outs[1][1], outs[0][1]):
             torch.testing.assert_close(g_compiled, g_eager, atol=atol, rtol=atol)

@@ -1,6 +1,6 @@
-"""The text of result numbers (purenoise.tables): one format for the CLI, the report and RESULTS.md."""
-from purenoise.replicates import Replicates, mean_interval, paired_difference
-from purenoise.tables import interval, markdown_table, mean_std, mean_std_of, pct, verdict, verdict_word
+"""The text of result numbers (purenoise.reporting.text): one format for the CLI, the report and RESULTS.md."""
+from purenoise.reporting.replicates import Replicates, mean_interval, paired_difference
+from purenoise.reporting.text import interval, markdown_table, mean_std, mean_std_of, pct, verdict, verdict_word
 
 
 def test_percent_and_mean_std():

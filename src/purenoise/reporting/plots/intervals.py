@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib
 
-from purenoise.plots.style import MARKERS, STYLE, color, new_figure, save_png
+from purenoise.reporting.plots.style import MARKERS, STYLE, color, new_figure, save_png
 
 __all__ = ["plot_intervals"]
 

@@ -4,11 +4,11 @@ Each function takes plain data (lists, dicts, tensors) and a file path, writes o
 and returns the path, or ``None`` when there is nothing to draw. ``style`` holds the look they
 share (palette, rc style, the atomic PNG writer); one module per kind of figure.
 """
-from purenoise.plots.classes import plot_confusion, plot_groups, plot_per_class, plot_train_test
-from purenoise.plots.curves import plot_curves
-from purenoise.plots.images import plot_samples
-from purenoise.plots.intervals import plot_intervals
-from purenoise.plots.style import PALETTE
+from purenoise.reporting.plots.classes import plot_confusion, plot_groups, plot_per_class, plot_train_test
+from purenoise.reporting.plots.curves import plot_curves
+from purenoise.reporting.plots.images import plot_samples
+from purenoise.reporting.plots.intervals import plot_intervals
+from purenoise.reporting.plots.style import PALETTE
 
 __all__ = [
     "PALETTE",

@@ -1,4 +1,4 @@
-"""Writers of small datasets in their real on-disk formats (used by the data tests)."""
+"""Writers of small datasets in their real on-disk formats, for the data, study and wheel tests."""
 from __future__ import annotations
 
 import gzip

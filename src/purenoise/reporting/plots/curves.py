@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from purenoise.plots.style import MARKERS, STYLE, color, new_figure, save_png
+from purenoise.reporting.plots.style import MARKERS, STYLE, color, new_figure, save_png
 
 __all__ = ["plot_curves"]
 
@@ -24,9 +24,9 @@ def plot_curves(
 ) -> Path | None:
     """Training curves per run: loss, accuracy (train, and test when logged), noise fraction.
 
-    ``curves`` maps a run label to its ``metrics.jsonl`` records; ``defer`` maps a label to the
-    0-based epoch from which sampling was class-balanced, drawn as a dashed vertical line at the
-    boundary before that epoch. The x axis counts completed epochs (record ``epoch`` + 1).
+    ``curves`` maps a run label to its metrics records (one per epoch); ``defer`` maps a label to
+    the 0-based epoch from which sampling was class-balanced, drawn as a dashed vertical line at
+    the boundary before that epoch. The x axis counts completed epochs (record ``epoch`` + 1).
     """
     curves = {k: v for k, v in curves.items() if v}
     if not curves:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from purenoise.replicates import group_replicates, mean_interval, paired_difference, t_quantile
-from purenoise.report import make_report, paired_table, report_entries
-from purenoise.runs import load_run, summarize
+from purenoise.reporting.replicates import group_replicates, mean_interval, paired_difference, t_quantile
+from purenoise.reporting.report import make_report, paired_table, report_entries
+from purenoise.reporting.runs import load_run
+from purenoise.reporting.summary import summarize
 
-from .test_report import ACCS, write_run
+from tests.helpers.run_folders import ACCS, write_run
 
 SHIFTS = [0.0, 0.02, -0.01]  # seed-to-seed variation shared by the methods of a seed
 

@@ -15,8 +15,8 @@ import matplotlib
 import numpy as np
 from matplotlib.lines import Line2D
 
-from purenoise.plots.style import (ANNOTATE_MAX_CLASSES, BAR_MODE_MAX_CLASSES, COUNT_COLOR, MARKERS, STYLE, color,
-                                   frequency_order, moving_average, new_figure, save_png, to_points)
+from purenoise.reporting.plots.style import (ANNOTATE_MAX_CLASSES, BAR_MODE_MAX_CLASSES, COUNT_COLOR, MARKERS, STYLE,
+                                             color, frequency_order, moving_average, new_figure, save_png, to_points)
 
 __all__ = ["plot_per_class", "plot_groups", "plot_train_test", "plot_confusion"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from purenoise.plots.style import STYLE, new_figure, save_png
+from purenoise.reporting.plots.style import STYLE, new_figure, save_png
 
 __all__ = ["plot_samples"]
 

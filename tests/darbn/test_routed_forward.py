@@ -1,4 +1,5 @@
-"""routed_forward: noise rows in their own forward pass give what one routed pass gives."""
+"""Routing (``purenoise.darbn.routing``): noise_routing's context, and routed_forward, whose noise
+rows in their own forward pass give what one routed pass gives."""
 from __future__ import annotations
 
 import copy
@@ -9,9 +10,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from purenoise import convert_darbn, routed_forward
-from purenoise.darbn import split_blockers
+from purenoise import convert_darbn, noise_routing, routed_forward
+from purenoise.darbn import routed_layers, split_blockers
 from purenoise.models import create_model
+
+from tests.helpers.darbn import seeded_resnet18
 
 
 def _batch(channels=3, size=16, batch=24, seed=0):
@@ -172,3 +175,44 @@ def test_layers_with_running_statistics_block_the_split():
     assert any("2" in r and "running statistics" in r for r in split_blockers(custom))
     # Per-sample normalization without running statistics splits exactly.
     assert split_blockers(make(affine=True)) == []
+
+
+def test_routing_context_restores_and_validates():
+    model = convert_darbn(seeded_resnet18())
+    layers = routed_layers(model)
+    with pytest.raises(RuntimeError):
+        with noise_routing(model, 2):
+            assert all(m.n_noise == 2 for m in layers)
+            raise RuntimeError("boom")
+    assert all(m.n_noise == 0 for m in layers)
+    with pytest.raises(ValueError, match=">= 0"):
+        with noise_routing(model, -1):
+            pass
+    with pytest.raises(TypeError):
+        with noise_routing(model, 1.5):
+            pass
+    model.train()
+    with pytest.raises(ValueError, match="noise rows but this batch has 4 rows"):
+        with noise_routing(model, 9):
+            model(torch.randn(4, 3, 32, 32))
+
+
+def _one_noise_row_at_1x1(bn_mode: str, noise_pass: str) -> torch.Tensor:
+    model = convert_darbn(seeded_resnet18(), bn_mode=bn_mode)
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 32, 32, generator=gen)
+    x[-1] = torch.rand(3, 32, 32, generator=gen) * 4 - 2
+    y = routed_forward(model, x, 1, noise_pass=noise_pass)
+    y.sum().backward()  # no error in backward either
+    return y.detach()
+
+
+def test_one_noise_row_at_1x1_gives_beta_in_every_path():
+    # resnet18's last stage sees 1x1 maps at 32x32: one noise row is one value per channel.
+    joint = _one_noise_row_at_1x1("darbn", "joint")
+    split = _one_noise_row_at_1x1("darbn", "split")
+    aux = _one_noise_row_at_1x1("aux", "joint")  # the auxiliary branch starts as a copy of the layer
+    # Convolutions of 5 and 1 rows round differently: equal to float rounding.
+    torch.testing.assert_close(split, joint, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(aux, joint, atol=1e-4, rtol=1e-4)

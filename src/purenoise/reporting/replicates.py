@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from purenoise.config import FREE, SCHEMA, SHARED, keys_in_scope
+from purenoise.reporting.runs import Run
 
 __all__ = ["Replicates", "group_replicates", "shared_key", "t_quantile", "LEVELS", "mean_interval", "paired_difference",
            "mean_std_per_position"]
@@ -34,7 +35,7 @@ class Replicates:
     """Runs of one configuration, sorted by seed; ``label`` names the configuration."""
 
     label: str
-    runs: list[Any]  # purenoise.runs.Run
+    runs: list[Run]
     seeds: list[Any]
 
     @property
@@ -42,31 +43,31 @@ class Replicates:
         return self.runs[0].method
 
 
-def _config_key(run: Any, exclude: Sequence[str]) -> str:
+def _config_key(run: Run, exclude: Sequence[str]) -> str:
     """The run's config over the schema's keys (defaults filled in for keys an older run lacks)."""
-    cfg = {k: run.config.get(k, f.default) for k, f in SCHEMA.items() if k not in exclude}
+    cfg = {k: run.setting(k) for k in SCHEMA if k not in exclude}
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
-def _result_key(run: Any) -> str:
+def _result_key(run: Run) -> str:
     if not run.config:  # nothing says what the run was: it is its own configuration
         return f"path:{run.path}"
     return _config_key(run, ("seed", *keys_in_scope(FREE)))
 
 
-def shared_key(run: Any) -> str:
+def shared_key(run: Run) -> str:
     """What a run shares with a run it may be paired with: the shared-scope keys but the seed."""
     return _config_key(run, [k for k in SCHEMA if k not in keys_in_scope(SHARED) or k == "seed"])
 
 
-def _label(runs: Sequence[Any]) -> str:
+def _label(runs: Sequence[Run]) -> str:
     stems = {_SEED_SUFFIX.sub("", r.name) for r in runs}
     if len(stems) == 1:
         return stems.pop()
     return f"{runs[0].name} (+{len(runs) - 1} seeds)"
 
 
-def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
+def group_replicates(runs: Iterable[Run]) -> list[Replicates]:
     """Group runs whose configs differ only in their seed, in order of first appearance.
 
     Labels are the run names without their seed suffix (``..._s0`` -> ``...``) where the members
@@ -74,16 +75,16 @@ def group_replicates(runs: Iterable[Any]) -> list[Replicates]:
     whose seed its configuration already has (a rerun in another folder) starts a group of its
     own, so that no seed counts twice in a mean or a paired difference.
     """
-    groups: dict[tuple[str, int], list[Any]] = {}
+    groups: dict[tuple[str, int], list[Run]] = {}
     for r in runs:
         key, copy = _result_key(r), 0
-        while any(m.config.get("seed") == r.config.get("seed") for m in groups.get((key, copy), ())):
+        while any(m.seed == r.seed for m in groups.get((key, copy), ())):
             copy += 1
         groups.setdefault((key, copy), []).append(r)
     out = []
     for members in groups.values():
-        members = sorted(members, key=lambda r: (r.config.get("seed") is None, r.config.get("seed", 0), r.name))
-        out.append(Replicates(_label(members), members, [r.config.get("seed") for r in members]))
+        members = sorted(members, key=lambda r: (r.seed is None, 0 if r.seed is None else r.seed, r.name))
+        out.append(Replicates(_label(members), members, [r.seed for r in members]))
     labels = [g.label for g in out]
     for g in out:
         if labels.count(g.label) > 1:
@@ -123,7 +124,7 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any
     return {"n": n, "mean": mean, "std": std, "lo": mean - half, "hi": mean + half}
 
 
-def paired_difference(a: Replicates, b: Replicates, value: Callable[[Any], float | None],
+def paired_difference(a: Replicates, b: Replicates, value: Callable[[Run], float | None],
                       level: float = 0.95) -> dict[str, Any]:
     """``value(a's run) - value(b's run)`` over the seeds both groups have, with its interval at ``level``.
 

@@ -4,8 +4,8 @@ One home for the text of a number, so that the CLI's tables, ``purenoise report`
 study's RESULTS.md print the same value the same way. Inputs are fractions (0.8247); outputs
 are points with two decimals (``82.47``). Differences carry their sign (``+1.63``).
 
-The interval dictionaries are those of :func:`purenoise.replicates.mean_interval` and
-:func:`purenoise.replicates.paired_difference`: ``n``, ``mean``, ``std``, ``lo``, ``hi``.
+The interval dictionaries are those of :func:`purenoise.reporting.replicates.mean_interval` and
+:func:`purenoise.reporting.replicates.paired_difference`: ``n``, ``mean``, ``std``, ``lo``, ``hi``.
 Torch-free.
 """
 from __future__ import annotations
