@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from purenoise.config import load_config
+from purenoise.config import load_config, settings
 from purenoise.data import create_transform
 from purenoise.engine.trainer import Trainer
 
@@ -70,20 +70,20 @@ def main() -> None:
     ap.add_argument("--device-loader", action="store_true", help="also time purenoise with loader: device")
     args = ap.parse_args()
     sets = ["device=cpu", "progress=false", f"workers={args.workers}", "loader=torch"]
-    cfg = load_config(args.config, sets)
+    s = settings(load_config(args.config, sets))
     device = torch.device("cpu")
     print(header(device))
     tmp = Path(tempfile.mkdtemp(prefix="bench_engine_"))
-    trainer = Trainer(cfg, tmp / "torch")
+    trainer = Trainer(s, tmp / "torch")
     info = trainer.data.info
-    print(f"data: {cfg['dataset']} ratio {cfg['ratio']:g}, {len(trainer.data.targets):,} training images, "
-          f"{trainer.steps_per_epoch} steps of {cfg['batch_size']}; model {cfg['model']}; augment fmnist_basic")
+    print(f"data: {s.dataset} ratio {s.ratio:g}, {len(trainer.data.targets):,} training images, "
+          f"{trainer.steps_per_epoch} steps of {s.batch_size}; model {s.model}; augment fmnist_basic")
     torch.manual_seed(0)
     model = copy.deepcopy(trainer.module)  # the same initial weights
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                                weight_decay=cfg["weight_decay"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
+                                weight_decay=s.weight_decay)
     train_tf = create_transform("fmnist_basic", image_size=info.image_size, channels=info.channels)
-    loader = DataLoader(WithTransform(trainer.data.train, train_tf), batch_size=cfg["batch_size"], shuffle=True,
+    loader = DataLoader(WithTransform(trainer.data.train, train_tf), batch_size=s.batch_size, shuffle=True,
                         drop_last=True, num_workers=args.workers, persistent_workers=args.workers > 0,
                         prefetch_factor=4 if args.workers else None)
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
@@ -96,8 +96,8 @@ def main() -> None:
         # The same hand-written loop over the very same device batches: the engine alone, with
         # no DataLoader workers competing for the two cores.
         model2 = copy.deepcopy(trainer.module)
-        opt2 = torch.optim.SGD(model2.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                               weight_decay=cfg["weight_decay"])
+        opt2 = torch.optim.SGD(model2.parameters(), lr=s.lr, momentum=s.momentum,
+                               weight_decay=s.weight_decay)
 
         def hand_device(e):
             dev_trainer.batches.set_epoch(e, "instance")

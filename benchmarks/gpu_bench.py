@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from purenoise.config import load_config
+from purenoise.config import load_config, settings
 from purenoise.data.bundle import DatasetBundle, DatasetInfo
 from purenoise.data.registry import register_dataset
 from purenoise.engine.setup import build_model
@@ -227,15 +227,15 @@ def main() -> None:
                  "batch_size=32", "workers=0"]
     if device.type != "cuda":
         sets += ["workers=0"]
-    cfg = load_config(ROOT / "configs" / "cifar10_lt_r100" / "open.yaml", sets)
+    s = settings(load_config(ROOT / "configs" / "cifar10_lt_r100" / "open.yaml", sets))
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_bench_run_"))  # checkpoints stay out of <out>
 
     # ---- 1. the Trainer: ERM epochs, then OPeN epochs
     t0 = time.perf_counter()
-    tr = Trainer(cfg, run_dir)
+    tr = Trainer(s, run_dir)
     setup_s = time.perf_counter() - t0
-    print(f"setup {setup_s:.1f} s: {cfg['model']} batch {cfg['batch_size']}, {tr.steps_per_epoch} steps/epoch, "
-          f"amp {cfg['amp']}, channels_last {cfg['channels_last']}, compile {cfg['compile']}, loader {cfg['loader']}",
+    print(f"setup {setup_s:.1f} s: {s.model} batch {s.batch_size}, {tr.steps_per_epoch} steps/epoch, "
+          f"amp {s.amp}, channels_last {s.channels_last}, compile {s.compile}, loader {s.loader}",
           flush=True)
     epochs: list[dict] = []
     original_epoch, original_eval, original_save = tr._train_epoch, tr._evaluate, tr._save
@@ -279,7 +279,7 @@ def main() -> None:
             graphs_after_erm=graphs_erm, graphs_total=graphs_total, eval_s=timing["eval_s"],
             checkpoint_s=save_s, checkpoint_mb=timing["save_bytes"] / 2 ** 20)
     steps = tr.steps_per_epoch
-    rows = steps * cfg["batch_size"]
+    rows = steps * s.batch_size
     print(f"trainer epochs: ERM {rows / erm_s:,.0f} img/s ({erm_s:.2f} s/epoch), OPeN {rows / open_s:,.0f} img/s "
           f"({open_s:.2f} s/epoch), OPeN/ERM epoch time {open_s / erm_s:.3f}; compile ~{compile_s:.0f} s; graphs "
           f"compiled: {graphs_erm} in the ERM epochs, {graphs_total} in all (recompiles for OPeN's varying noise "
@@ -323,12 +323,12 @@ def main() -> None:
               f"{peaks['open'] / peaks['erm']:.3f} (torch.cuda.max_memory_allocated)", flush=True)
 
     # ---- 4. the full recipe, projected (epoch times scaled to the real data size)
-    scale = RECIPE["train_images"] // cfg["batch_size"] / steps
+    scale = RECIPE["train_images"] // s.batch_size / steps
     erm_full, open_full = erm_s * scale, open_s * scale
     eval_full = timing["eval_s"] * RECIPE["test_images"] / max(1, len(tr.data.test))
     epochs_total = RECIPE["erm_epochs"] + RECIPE["open_epochs"]
     # The recipe's own checkpoint interval, plus the branch-point checkpoint at the defer epoch.
-    every = load_config(ROOT / "configs" / "cifar10_lt_r100" / "open.yaml")["checkpoint_every"]
+    every = settings(load_config(ROOT / "configs" / "cifar10_lt_r100" / "open.yaml")).checkpoint_every
     n_ckpt = epochs_total // every + 1
     total = (RECIPE["erm_epochs"] * erm_full + RECIPE["open_epochs"] * open_full + n_ckpt * save_s
              + compile_s + eval_full + setup_s)

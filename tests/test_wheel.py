@@ -7,10 +7,12 @@ from this test's interpreter through a path file, so nothing is downloaded.
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,8 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory):
     """A fresh venv with the purenoise wheel built from this checkout installed into it."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the sources only: a build/ folder left in the checkout by an earlier
+    # build would otherwise put modules that no longer exist into the wheel.
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "-w", str(tmp / "dist"), str(REPO)], capture_output=True, text=True, cwd=tmp)
+                          "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, cwd=tmp)
     assert out.returncode == 0, out.stderr[-2000:]
     wheel = next((tmp / "dist").glob("purenoise-*.whl"))
     env_dir = tmp / "env"
@@ -67,3 +76,14 @@ def test_wheel_trains_a_shipped_config_by_name_outside_the_repository(installed)
     assert (tmp / "run" / "eval.json").is_file()
     missing = _run(env_dir, tmp, "train", "--config", "fmnist_lt_r100/nope")
     assert missing.returncode == 2 and "fmnist_lt_r100/" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_wheel_holds_exactly_the_package_modules(installed):
+    """Every module of src/purenoise is in the wheel, and nothing else is (no moved-away module)."""
+    _, tmp = installed
+    wheel = next((tmp / "dist").glob("purenoise-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        packed = {n for n in z.namelist() if n.startswith("purenoise/") and n.endswith(".py")}
+    src = REPO / "src"
+    here = {p.relative_to(src).as_posix() for p in (src / "purenoise").rglob("*.py")}
+    assert packed == here, (sorted(packed - here), sorted(here - packed))

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study  # noqa: E402
 import study_plan  # noqa: E402
+from purenoise.run_paths import RunPaths  # noqa: E402
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
@@ -39,7 +40,7 @@ def study_range(cell: str, runs: Path = study_plan.RUNS) -> list[str]:
     groups = {}
     for m in ("erm", "drs", "open"):
         specs = [study_plan.RunSpec(cell, m, s) for s in study_plan.MAIN_SEEDS]
-        done = [s for s in specs if (s.folder(runs) / "eval.json").exists()]
+        done = [s for s in specs if RunPaths(s.folder(runs)).eval.exists()]
         if done:
             groups[m] = Replicates(m, [load_run(s.folder(runs)) for s in done], [s.seed for s in done])
     if not groups:

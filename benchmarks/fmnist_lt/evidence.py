@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study  # noqa: E402
 import study_plan  # noqa: E402
 from study_plan import RunSpec  # noqa: E402
+from purenoise.run_paths import RunPaths  # noqa: E402
 
 # The two cells of the regime study the hypotheses are about (PREREGISTRATION.md): MAIN's DRS runs
 # memorize their minority half, LONG's do not (RESULTS.md has their figures).
@@ -58,7 +59,7 @@ def drs_minority_train(runs: Path, cell: str, seed: int = 0) -> float | None:
     """The minority-half training accuracy of a cell's DRS run at its end (None if not finished)."""
     from purenoise.reporting.summary import minority_half_accuracy
 
-    path = RunSpec(cell, "drs", seed).folder(runs) / "eval.json"
+    path = RunPaths(RunSpec(cell, "drs", seed).folder(runs)).eval
     if not path.exists():
         return None
     ev = json.loads(path.read_text())
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             specs = study_plan.in_cells(specs, tuple(args.cell), tuple(args.method)) if specs else specs
         if args.dry_run:
             for s in specs:
-                if not (s.folder(runs) / "eval.json").exists():
+                if not RunPaths(s.folder(runs)).eval.exists():
                     print(" ".join(shlex.quote(a) for a in s.command(runs, extra)))
             continue
         study.train_specs(name, specs, runs, extra)

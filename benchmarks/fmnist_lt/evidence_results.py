@@ -23,6 +23,7 @@ from study_plan import RunSpec
 
 from purenoise.reporting.summary import minority_half_accuracy
 from purenoise.reporting.text import markdown_table
+from purenoise.run_paths import RunPaths
 
 ALPHA = 0.05
 MARGIN = 1.0  # points: the pre-registered equivalence margin
@@ -38,7 +39,7 @@ DEVIATIONS = (
 
 # ----------------------------------------------------------------------------- reading runs
 def _eval(runs: Path, cell: str, method: str, seed: int, subset: int = 0) -> dict | None:
-    path = RunSpec(cell, method, seed, subset=subset).folder(runs) / "eval.json"
+    path = RunPaths(RunSpec(cell, method, seed, subset=subset).folder(runs)).eval
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -317,7 +318,7 @@ def _for_users(prim: list[tuple[str, str, dict, float | None, str]]) -> list[str
 def section(runs: Path) -> list[str]:
     """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
     specs = evidence.planned(runs)
-    done = sum((s.folder(runs) / "eval.json").exists() for s in specs)
+    done = sum(RunPaths(s.folder(runs)).eval.exists() for s in specs)
     head = ["## Pre-registered evidence study", "",
             "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
             "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",

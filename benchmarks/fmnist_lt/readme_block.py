@@ -17,6 +17,7 @@ import study_plan
 from study_runs import Study, paired, values
 
 from purenoise.reporting.text import pct
+from purenoise.run_paths import RunPaths
 
 BEGIN = "<!-- study summary: written by benchmarks/fmnist_lt/results.py -->"
 END = "<!-- end of study summary -->"
@@ -53,7 +54,7 @@ def render(s: Study) -> list[str]:
     """The summary's Markdown lines (between the markers)."""
     g = lambda c, a, b, k="top1": paired(s.get(c, a), s.get(c, b), k)  # noqa: E731
     od = {c: g(c, "open", "drs") for c in (MAIN, X1, LONG, SHORT)}
-    done = sum((x.folder(s.root) / "eval.json").exists() for x in s.required)
+    done = sum(RunPaths(x.folder(s.root)).eval.exists() for x in s.required)
     main_erm = [pct(v) for v in values(s.get(MAIN, "erm"), "train_top1")[:3]]
     ev = evidence_results.section_status(s.root)
     minority_long = g(LONG, "open", "drs", "minority_half")

@@ -26,6 +26,7 @@ from study_runs import LABELS, LT_KEYS, METHOD_ORDER, Study, metric  # noqa: E40
 from study_runs import paired as _paired  # noqa: E402
 from study_runs import values as _values  # noqa: E402
 from purenoise.reporting.text import interval, markdown_table, mean_std_of, pct, verdict, verdict_word  # noqa: E402
+from purenoise.run_paths import RunPaths  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # Facts of the study's history that RESULTS.md quotes (the commit that fixed the main cell's rule),
@@ -173,7 +174,7 @@ def write(runs: Path, out: Path) -> Path:
     from purenoise.fileio import atomic_write_text
 
     s = Study(runs)
-    done = sum((spec.folder(runs) / "eval.json").exists() for spec in s.required)
+    done = sum(RunPaths(spec.folder(runs)).eval.exists() for spec in s.required)
     total_s = sum(e["seconds"] for e in s.log)  # every logged part of every run
     pts = _headline_points(s)
     ahead = [p[0] for p in pts if p[3] > 0]
@@ -188,7 +189,7 @@ def write(runs: Path, out: Path) -> Path:
     if len(s.planned) > len(s.required):
         wide = [x for x in s.planned if x not in s.required]
         status += (f" The optional x4 cell (trained only if no cheaper cell memorizes) has "
-                   f"{sum((x.folder(runs) / 'eval.json').exists() for x in wide)} of {len(wide)} runs.")
+                   f"{sum(RunPaths(x.folder(runs)).eval.exists() for x in wide)} of {len(wide)} runs.")
     lines.append(status)
     if pts:
         lines.append("OPeN − DRS (top-1, paired by seed): its 95% interval lies above 0 in "

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import study_plan  # noqa: E402
 from purenoise.reporting.text import pct  # noqa: E402
+from purenoise.run_paths import RunPaths  # noqa: E402
 
 THRESHOLD = 0.99
 CANDIDATES = (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL)
@@ -39,24 +40,22 @@ RULE = ("the cheapest cell (training FLOPs of its ERM run) whose ERM runs, seeds
 def cell_cost(cell: str) -> dict[str, float]:
     """Training work of the cell's ERM run: FLOPs per image x images x epochs."""
     from _common import training_flops_per_image
-    from purenoise.config import load_config
+    from purenoise.config import load_config, settings
     from purenoise.data.longtail import longtail_counts
     from purenoise.models import create_model
 
-    cfg = load_config(study_plan.REPO / "configs" / cell / "erm.yaml")
-    opts = cfg["dataset_options"]
-    images = sum(longtail_counts(opts.get("n_max", 6000), 10, cfg["ratio"]))
-    flops = training_flops_per_image(lambda: create_model(cfg["model"], 10, in_chans=1, **cfg["model_options"]),
-                                     (1, 28, 28))
-    return {"gflop_per_image": flops / 1e9, "images": images, "epochs": cfg["epochs"],
-            "pflop": flops * images * cfg["epochs"] / 1e15}
+    s = settings(load_config(study_plan.REPO / "configs" / cell / "erm.yaml"))
+    images = sum(longtail_counts(s.dataset_options.get("n_max", 6000), 10, s.ratio))
+    flops = training_flops_per_image(lambda: create_model(s.model, 10, in_chans=1, **s.model_options), (1, 28, 28))
+    return {"gflop_per_image": flops / 1e9, "images": images, "epochs": s.epochs,
+            "pflop": flops * images * s.epochs / 1e15}
 
 
 def erm_memorization(runs: Path, cell: str) -> list[float | None]:
     """``train_top1`` of the cell's ERM runs, seeds 0-2 (None where not finished)."""
     out = []
     for seed in study_plan.SEEDS:
-        path = study_plan.RunSpec(cell, "erm", seed).folder(runs) / "eval.json"
+        path = RunPaths(study_plan.RunSpec(cell, "erm", seed).folder(runs)).eval
         out.append(json.loads(path.read_text()).get("train_top1") if path.exists() else None)
     return out
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import study_plan
 
+from purenoise.run_paths import RunPaths
+
 METHOD_ORDER = ("erm", "rs", "drs", "open")
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "noise_aug": "noise_aug",
           "open_bn_standard": "OPeN, standard BN", "open_bn_aux": "OPeN, auxiliary BN",
@@ -36,7 +38,7 @@ class Study:
         self.required = [s for s in self.planned if s.setting not in optional]
         for spec in self.planned:
             folder = spec.folder(runs)
-            if (folder / "eval.json").exists():
+            if RunPaths(folder).eval.exists():
                 g = self.groups.setdefault((spec.setting, spec.method), Replicates(
                     LABELS.get(spec.method, spec.method), [], []))
                 g.runs.append(load_run(folder))
@@ -53,7 +55,7 @@ class Study:
 
     def done(self, cell: str) -> tuple[int, int]:
         specs = [s for s in self.planned if s.setting == cell]
-        return sum((s.folder(self.root) / "eval.json").exists() for s in specs), len(specs)
+        return sum(RunPaths(s.folder(self.root)).eval.exists() for s in specs), len(specs)
 
 
 # ---------------------------------------------------------------------------- numbers

@@ -23,16 +23,16 @@ from purenoise.engine.distributed import cleanup, exit_process, peer_failed, rep
 from purenoise.engine.evaluate import Normalizer, evaluate
 from purenoise.engine.run_folder import json_safe
 from purenoise.engine.setup import build_data, load_for_inference
-from purenoise.engine.trust import check_model_source, checkpoint_settings, safe_config
 from purenoise.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from purenoise.engine.trust import check_model_source, checkpoint_settings, safe_config
 from purenoise.errors import ConfigError, PureNoiseError
 from purenoise.fileio import atomic_write_json
-from purenoise.shipped import list_configs, resolve_config
 from purenoise.reporting.report import make_report
-from purenoise.run_paths import RunPaths, check_run_name
-from purenoise.settings import Settings
 from purenoise.reporting.runs import load_run
 from purenoise.reporting.summary import format_table
+from purenoise.run_paths import MODEL_FILE, RunPaths, check_run_name
+from purenoise.settings import Settings
+from purenoise.shipped import list_configs, resolve_config
 
 __all__ = ["main", "entry", "build_parser"]
 
@@ -158,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise PureNoiseError(
                 f"{args.checkpoint} is a training checkpoint: its input normalization is that of "
                 f"{trained_on}'s training set. To evaluate on {args.dataset}, use the run's "
-                f"exported model.pt, which records it"
+                f"exported {MODEL_FILE}, which records it"
             )
         given["dataset"] = args.dataset
     if args.data_root:

@@ -37,10 +37,10 @@ from purenoise.config import FREE, SCHEMA, apply_overrides, dump_config, saved_v
 from purenoise.errors import ConfigError, OutputError
 from purenoise.fileio import atomic_write_text
 from purenoise.reporting.replicates import Replicates
-from purenoise.run_paths import RunPaths
 from purenoise.reporting.runs import load_run
-from purenoise.settings import Settings
 from purenoise.reporting.text import mean_std_of
+from purenoise.run_paths import RunPaths
+from purenoise.settings import Settings
 
 __all__ = ["compare", "check_out", "verdict_markdown"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from purenoise.config import apply_overrides, settings, validate_config
+from purenoise.config import SCHEMA, apply_overrides, settings, validate_config
 from purenoise.config_io import load_config_file
 from purenoise.settings import Settings
 
@@ -103,7 +103,7 @@ def fill_defaults(raw: Mapping[str, Any], image_size: Sequence[int] | None = Non
         draft["model_options"] = {**options, **user_options}
         shown = f"{model}" + "".join(f" with {k}: {str(v).lower()}" for k, v in options.items() if k not in user_options)
         notes.append(f"default model: {shown} (images {size[0]}x{size[1]} px; --set model=NAME to choose another)")
-    epochs = draft.get("epochs", 200)
+    epochs = draft.get("epochs", SCHEMA["epochs"].default)
     schedule = scaled_schedule(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1 else {}
     filled = {k: v for k, v in schedule.items() if k not in draft}
     draft.update(filled)

@@ -65,7 +65,7 @@ class Settings:
     weight_decay: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     schedule: str = "step"
-    warmup_epochs: float = 5.0
+    warmup_epochs: float = 5
     milestones: list[int] = field(default_factory=lambda: [160, 180])
     lr_decay: float = 0.01
     grad_clip: float | None = None

@@ -248,3 +248,13 @@ def test_report_says_whether_open_should_help(tmp_path):
     assert "## Should OPeN help here?" in text and "the study found" in text.lower()
     plain = make_report([write_run(tmp_path / "x", "erm")], out_dir=tmp_path / "rep2").read_text()
     assert "Should OPeN help here?" not in plain  # no training-set diagnostic: no section
+
+
+def test_run_get_reads_config_then_eval_json(tmp_path):
+    """Config keys from config.yaml; any other key (``top1``, ``run``) from eval.json, as before."""
+    run = load_run(write_run(tmp_path, "open", seed=3))
+    assert run.get("seed") == 3 and run.seed == 3
+    assert run.get("top1") == run.eval["top1"] is not None
+    assert run.get("no_such_value", "x") == "x"
+    rows = aggregate([write_run(tmp_path, "erm", seed=s) for s in (0, 1)], by=("method", "model"))
+    assert [(r["method"], r["model"], r["n"]) for r in rows] == [("erm", "resnet_small", 2)]

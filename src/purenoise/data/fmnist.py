@@ -3,7 +3,7 @@
 The files are the four idx files of the official release, gzipped or not. They are looked up, in
 order, in ``root``, ``root/FashionMNIST/raw`` (torchvision's layout) and, when no root is given,
 Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``). The gzipped
-files are read straight into memory (about 30 MB, a second on one core), so nothing is copied or
+files are read straight into memory (the whole dataset fits easily), so nothing is copied or
 extracted next to read-only system files. With ``download=True`` and no files found, torchvision
 downloads them into ``root/FashionMNIST/raw``.
 

@@ -12,8 +12,9 @@ inside the data root.
 Every line is checked when the dataset is built (malformed lines, labels outside
 ``[0, num_classes)``, missing image files), each problem reported with the split file and line
 number. Images are decoded lazily; an unreadable one raises a DataError naming the file. With
-``skip_corrupt=True`` every image is decoded once up front (minutes for ImageNet-LT) and missing
-or unreadable images are skipped and reported instead.
+``skip_corrupt=True`` every image is decoded once up front (slow for a large dataset such as
+ImageNet-LT, as it reads every file) and missing or unreadable images are skipped and reported
+instead.
 """
 from __future__ import annotations
 

@@ -58,10 +58,11 @@ class Cutout(v2.Transform):
     another distribution; and it takes more numbers from the global RNG per image (area, aspect
     ratio, then the position), which would shift every later random draw of a seeded run.
 
-    The hole is filled with ``fill``: 0 by default, as the common Cutout code does. Note that that code applies Cutout after normalization, where 0 is the dataset mean;
-    here images are not normalized yet, so 0 is black. Pass ``fill=info.mean`` for the original
-    behaviour exactly. Randomness comes from torch's global RNG, like every v2 transform (the
-    DataLoader seeds it per worker).
+    The hole is filled with ``fill``: 0 by default, as the common Cutout code does. Note that that
+    code applies Cutout after normalization, where 0 is the dataset mean; here images are not
+    normalized yet, so 0 is black. Pass ``fill=info.mean`` for the original behaviour exactly.
+    Randomness comes from torch's global RNG, like every v2 transform (the DataLoader seeds it per
+    worker).
 
     Args:
         size: Side of the hole in pixels (16 on CIFAR).

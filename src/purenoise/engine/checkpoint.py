@@ -29,6 +29,7 @@ import torch
 
 from purenoise.errors import ConfigError, ModelError, PureNoiseError
 from purenoise.fileio import atomic_write
+from purenoise.run_paths import CHECKPOINTS_DIR, MODEL_FILE
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_loadable", "load_optimizer_state", "validate_checkpoint",
            "check_weights", "CHECKPOINT_FORMAT", "MAX_IMAGE_SIDE"]
@@ -140,7 +141,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"{path} is not a purenoise checkpoint, or not one from a trusted source: it holds Python "
             "objects other than tensors, numbers, strings, lists and mappings, and loading those "
             "could run code. It was refused and nothing in it was executed. Use checkpoints that "
-            "purenoise wrote (model.pt, checkpoints/*.pt) and that come from people you trust"
+            f"purenoise wrote ({MODEL_FILE}, {CHECKPOINTS_DIR}/*.pt) and that come from people you trust"
         ) from None
     except Exception as e:  # torch raises many types for torn or foreign files
         raise PureNoiseError(
@@ -259,7 +260,7 @@ _TRAINING_OPTIONAL = (
 def _refuse(path: Any, problem: str) -> ModelError:
     return ModelError(
         f"checkpoint {path} cannot be used: {problem}. It was not written by purenoise, or was changed "
-        "since; use a checkpoint that purenoise wrote (a run's model.pt or checkpoints/*.pt)"
+        f"since; use a checkpoint that purenoise wrote (a run's {MODEL_FILE} or {CHECKPOINTS_DIR}/*.pt)"
     )
 
 

@@ -27,6 +27,7 @@ from purenoise.engine import checkpoint as ckpt
 from purenoise.errors import ConfigError, PureNoiseError, first_lines
 from purenoise.fileio import atomic_write, atomic_write_json, atomic_write_text
 from purenoise.run_paths import RunPaths
+from purenoise.settings import Settings
 
 try:
     import fcntl
@@ -228,7 +229,8 @@ class RunFolder:
         return SummaryWriter(log_dir=str(self.paths.tensorboard))
 
     # ------------------------------------------------------------------ metrics
-    def write_config(self, cfg: dict[str, Any]) -> None:
+    def write_config(self, cfg: Settings) -> None:
+        """Write the run's resolved settings to ``config.yaml``, in schema order."""
         atomic_write_text(self.paths.config, dump_config(cfg))
 
     @staticmethod

@@ -115,7 +115,8 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
         raise ConfigError(
             f"config key 'batch_size': a BatchNorm layer got one value per channel from a batch of "
             f"{images.shape[0]} row(s){where} and cannot normalize it ({e}). Set batch_size to 2 or "
-            "more, or use bn_mode darbn, whose layers normalize such a batch with their running statistics."
+            "more, or use bn_mode darbn, whose layers normalize a one-value-per-channel group by its own "
+            "statistics (it comes out as beta) and leave the running statistics as they are."
         ) from None
     loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)

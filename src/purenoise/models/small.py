@@ -1,8 +1,8 @@
 """A small ResNet for 28x28 one-channel images (Fashion-MNIST), cheap enough for CPU studies.
 
-Sized so that an epoch of the Fashion-MNIST-LT training set (about 15k images, batch 128) takes a
-few seconds on a 2-core CPU, while keeping what OPeN needs: BatchNorm layers (DAR-BN replaces
-them) and enough capacity to fit balanced Fashion-MNIST well. The stem convolution has
+Sized so that a study of many Fashion-MNIST-LT runs fits on a CPU, while keeping what OPeN
+needs: BatchNorm layers (DAR-BN replaces them) and enough capacity to fit balanced Fashion-MNIST
+well. The stem convolution has
 stride 2 (28 -> 14 pixels), which is where most of the saving comes from; three stages of one
 basic block each (16, 32, 64 channels at 14, 7, 4 pixels) follow. Any input size and channel
 count works (adaptive pooling), e.g. 3x32x32.

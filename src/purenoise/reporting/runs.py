@@ -54,12 +54,9 @@ class Run:
     notes: list[str] = field(default_factory=list)  # what is missing or was skipped, in words
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Config key ``key`` as saved, else the same key of the test metrics, else ``default``.
-
-        Raises:
-            KeyError: ``key`` is not a config key (see :func:`purenoise.config.saved_value`).
-        """
-        value = saved_value(self.config, key)
+        """A value of the run: config key ``key`` as saved, else the same key of eval.json (where
+        every other key, such as ``top1`` or ``run``, is read), else ``default``."""
+        value = saved_value(self.config, key) if key in SCHEMA else None
         if value is not None:
             return value
         if self.eval and self.eval.get(key) is not None:

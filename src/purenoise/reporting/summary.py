@@ -89,7 +89,8 @@ def aggregate(runs: RunLike | Iterable[RunLike], by: Sequence[str] = ("method",)
               metrics: Sequence[str] = MAIN_METRICS) -> list[dict[str, Any]]:
     """Mean and sample standard deviation (ddof=1) of ``metrics`` over runs grouped by ``by``.
 
-    Group keys are config keys, read as :meth:`Run.get` reads them (e.g. ``("dataset", "method")``).
+    Group keys are looked up in the config, then eval.json, as :meth:`Run.get` does (e.g.
+    ``("dataset", "method")``).
     Returns one dict per group, in order of first appearance: the ``by`` keys, ``n`` (runs with
     test metrics), ``runs`` (their names), and ``<metric>_mean`` / ``<metric>_std`` (fractions;
     std is None for a single run, both None when no run has the metric). Runs without test
