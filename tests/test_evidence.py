@@ -140,3 +140,20 @@ def test_readme_status_waits_for_the_whole_primary_family(ev, tmp_path):
             _write(tmp_path, main, m, seed, acc)
     status = er.section_status(tmp_path)
     assert status.startswith("its primary family is complete") and "P3 (main cell): OPeN ahead" in status
+
+
+def test_code_behind_counts_each_runs_recorded_commit(ev, tmp_path):
+    evidence, er = ev
+    main = evidence.MAIN
+    _write(tmp_path, main, "erm", 0, 0.8)
+    _write(tmp_path, main, "drs", 0, 0.8)
+    _write(tmp_path, main, "open", 0, 0.8)
+    prov = {"git_commit": "3e2c2562f8ba", "git_dirty": False, "torch": "2.14.1", "cpu": "AMD EPYC"}
+    for method, dirty in (("drs", False), ("open", True)):
+        f = tmp_path / main / f"{method}_s0" / "eval.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "provenance": {**prov, "git_dirty": dirty}}))
+    assert er.code_behind(tmp_path) == [
+        ("commit 3e2c256 (changed tree), torch 2.14.1, AMD EPYC", 1),
+        ("commit 3e2c256, torch 2.14.1, AMD EPYC", 1),
+        ("no provenance", 1)]
+    assert "### The code behind the runs" in "\n".join(er.section(tmp_path))

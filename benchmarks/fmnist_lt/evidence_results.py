@@ -315,6 +315,39 @@ def _for_users(prim: list[tuple[str, str, dict, float | None, str]]) -> list[str
     return ["### For users", "", f"{memo} {best}", ""]
 
 
+def code_behind(runs: Path) -> list[tuple[str, int]]:
+    """``(what trained them, how many)`` over the finished planned runs, most runs first.
+
+    What eval.json's ``provenance`` records: the commit (with "changed tree" where the checkout had
+    uncommitted changes), the torch version and the CPU; runs trained before eval.json recorded it
+    count as "no provenance".
+    """
+    counts: dict[str, int] = {}
+    for spec in evidence.planned(runs):
+        path = RunPaths(spec.folder(runs)).eval
+        if not path.exists():
+            continue
+        prov = json.loads(path.read_text()).get("provenance")
+        if not isinstance(prov, dict):
+            key = "no provenance"
+        else:
+            commit = str(prov.get("git_commit") or "no git checkout")[:7]
+            key = (f"commit {commit}{' (changed tree)' if prov.get('git_dirty') else ''}, "
+                   f"torch {prov.get('torch', '?')}, {prov.get('cpu', '?')}")
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _code(runs: Path) -> list[str]:
+    rows = code_behind(runs)
+    if not rows:
+        return []
+    return ["### The code behind the runs", "",
+            "The study ran while the code changed; each run's eval.json records what trained it (for a "
+            "resumed run, what finished it):", "",
+            *(f"- {what}: {n} run{'s' if n != 1 else ''}" for what, n in rows), ""]
+
+
 def section(runs: Path) -> list[str]:
     """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
     specs = evidence.planned(runs)
@@ -327,7 +360,7 @@ def section(runs: Path) -> list[str]:
             + ("." if done == len(specs) else ": what follows is incomplete and provisional."), ""]
     prim_lines, prim = _primary_table(runs)
     return [*head, *_pilots(runs), *_two_by_two(runs), *prim_lines, *_baselines(runs), *_subsets(runs),
-            *_for_users(prim), "### Deviations from the pre-registration", "",
+            *_for_users(prim), *_code(runs), "### Deviations from the pre-registration", "",
             *(f"- {d}" for d in DEVIATIONS), ""]
 
 
