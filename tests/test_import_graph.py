@@ -154,3 +154,24 @@ def test_the_engine_and_reporting_meet_only_below_both():
         assert not _in("purenoise.engine", _reach(edges, m)), m
     assert "purenoise.run_paths" in _reach(edges, "purenoise.engine.run_folder")
     assert "purenoise.run_paths" in _reach(edges, "purenoise.reporting.runs")
+
+
+def _benchmark_edges() -> dict[str, set[str]]:
+    """The benchmark scripts' imports of each other (they import siblings by bare module name)."""
+    root = SRC.parent / "benchmarks"
+    files = {p.stem: p for p in root.rglob("*.py")}
+    assert len(files) == len(list(root.rglob("*.py"))), "two benchmark modules share a name"
+    edges: dict[str, set[str]] = {m: set() for m in files}
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            edges[name] |= {n.split(".")[0] for n in names if n.split(".")[0] in files} - {name}
+    return edges
+
+
+def test_the_benchmarks_import_graph_has_no_cycles():
+    edges = _benchmark_edges()
+    assert {"results", "evidence_verdicts", "evidence_results"} <= set(edges)  # the graph is read
+    assert "evidence_results" in edges["evidence_verdicts"]
+    assert _cycles(edges) == []

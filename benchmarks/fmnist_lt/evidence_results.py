@@ -1,5 +1,6 @@
 """The pre-registered evidence study's section of RESULTS.md, computed from the run folders.
 
+The numbers and tables; ``evidence_verdicts.py`` turns them into words and assembles the section.
 The analysis is the one fixed in ``PREREGISTRATION.md``: per-seed (or per-subset) differences of
 test top-1 in points, their mean with a two-sided one-sample t-test and a 95% t-interval (scipy),
 Holm's correction over the primary family (P1, P2, P3) with the Bonferroni interval at
@@ -31,14 +32,8 @@ FAMILY = 3  # P1, P2, P3
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "erm_logit_adjust": "LA / BS (tau 1)",
           "erm_ldam_drw": "LDAM-DRW", "open_logit_adjust": "OPeN on LA / BS", "open_ldam_drw": "OPeN on LDAM-DRW"}
 BASELINES = ("erm", "rs", "drs", "erm_logit_adjust", "erm_ldam_drw")
-# Where the study departs from PREREGISTRATION.md, and why (text, no numbers).
-DEVIATIONS = (
-    "None in the design or the analysis so far.",
-)
-
-
 # ----------------------------------------------------------------------------- reading runs
-def _eval(runs: Path, cell: str, method: str, seed: int, subset: int = 0) -> dict | None:
+def run_eval(runs: Path, cell: str, method: str, seed: int, subset: int = 0) -> dict | None:
     path = RunPaths(RunSpec(cell, method, seed, subset=subset).folder(runs)).eval
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -117,15 +112,15 @@ def verdict(s: dict, p_adj: float | None, up: str = "above 0", down: str = "belo
     return f"not resolved (the interval contains 0{more})"
 
 
-def _fmt(v: float | None, signed: bool = True, nd: int = 2) -> str:
+def fmt(v: float | None, signed: bool = True, nd: int = 2) -> str:
     return "n/a" if v is None else (f"{v:+.{nd}f}" if signed else f"{v:.{nd}f}")
 
 
-def _ci(s: dict, lo: str = "lo", hi: str = "hi") -> str:
-    return "n/a" if s.get(lo) is None else f"[{_fmt(s[lo])}, {_fmt(s[hi])}]"
+def ci(s: dict, lo: str = "lo", hi: str = "hi") -> str:
+    return "n/a" if s.get(lo) is None else f"[{fmt(s[lo])}, {fmt(s[hi])}]"
 
 
-def _mean_std(vals: list[float]) -> str:
+def mean_std(vals: list[float]) -> str:
     if not vals:
         return "n/a"
     if len(vals) < 2:
@@ -134,9 +129,9 @@ def _mean_std(vals: list[float]) -> str:
 
 
 # ----------------------------------------------------------------------------- quantities
-def gain(runs: Path, cell: str, seed: int, subset: int = 0, a: str = "open", b: str = "drs") -> float | None:
+def gain(runs: Path, cell: str, seed: int, subset: int = 0, *, a: str = "open", b: str = "drs") -> float | None:
     """``a - b`` in test top-1 points for one seed (and subset); None if either run is missing."""
-    x, y = top1(_eval(runs, cell, a, seed, subset)), top1(_eval(runs, cell, b, seed, subset))
+    x, y = top1(run_eval(runs, cell, a, seed, subset)), top1(run_eval(runs, cell, b, seed, subset))
     return None if x is None or y is None else x - y
 
 
@@ -152,7 +147,7 @@ def contrast(runs: Path, high: str, low: str, seeds=PRIMARY_SEEDS) -> dict:
 
 def best_baseline(runs: Path) -> tuple[str | None, dict[str, list[float]]]:
     """The baseline with the highest mean top-1 over seeds 0-9 (needs all ten seeds of each)."""
-    tops = {m: [v for v in (top1(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+    tops = {m: [v for v in (top1(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
             for m in BASELINES}
     if any(len(v) < len(BASELINE_SEEDS) for v in tops.values()):
         return None, tops
@@ -174,8 +169,8 @@ def primary(runs: Path) -> list[tuple[str, str, dict]]:
 
 def manipulation(runs: Path, cell: str, twin: str, direction: str) -> dict:
     """Mean DRS minority-half training accuracy of a cell and its twin over seeds 0-4, and the check."""
-    a = [v for v in (train_minority(_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
-    b = [v for v in (train_minority(_eval(runs, twin, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+    a = [v for v in (train_minority(run_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+    b = [v for v in (train_minority(run_eval(runs, twin, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
     if not a or not b:
         return {"cell": a, "twin": b, "moved": None, "passed": None}
     moved = statistics.fmean(b) - statistics.fmean(a)
@@ -184,14 +179,14 @@ def manipulation(runs: Path, cell: str, twin: str, direction: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- the section
-def _pilots(runs: Path) -> list[str]:
+def pilots_lines(runs: Path) -> list[str]:
     rows = []
     for cell, cands in evidence.CANDIDATES.items():
         for c in cands:
-            erm, drs = _eval(runs, c, "erm", 0), _eval(runs, c, "drs", 0)
+            erm, drs = run_eval(runs, c, "erm", 0), run_eval(runs, c, "drs", 0)
             rows.append([f"`{c}`", f"`{cell}`", evidence.DIRECTION[cell],
-                         _fmt(None if erm is None else 100 * erm["train_top1"], False),
-                         _fmt(train_minority(erm), False), _fmt(train_minority(drs), False)])
+                         fmt(None if erm is None else 100 * erm["train_top1"], False),
+                         fmt(train_minority(erm), False), fmt(train_minority(drs), False)])
     lines = ["### The twins: pilots and the choice", "",
              "Seed 0 of every candidate (ERM, and DRS branched at epoch 160); the rule reads only the last "
              "column (training accuracy, %, un-augmented training images).", "",
@@ -207,18 +202,18 @@ def _pilots(runs: Path) -> list[str]:
     return lines + [""]
 
 
-def _two_by_two(runs: Path) -> list[str]:
+def two_by_two_lines(runs: Path) -> list[str]:
     chosen = evidence.twins(runs)
     rows = []
     for cell in (MAIN, chosen.get(MAIN), LONG, chosen.get(LONG)):
         if cell is None:
             continue
-        tops = {m: [v for v in (top1(_eval(runs, cell, m, s)) for s in PRIMARY_SEEDS) if v is not None]
+        tops = {m: [v for v in (top1(run_eval(runs, cell, m, s)) for s in PRIMARY_SEEDS) if v is not None]
                 for m in ("erm", "drs", "open")}
         g = one_sample([v for v in (gain(runs, cell, s) for s in PRIMARY_SEEDS) if v is not None])
-        mem = [v for v in (train_minority(_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
-        rows.append([f"`{cell}`", _mean_std(tops["erm"]), _mean_std(tops["drs"]), _mean_std(tops["open"]),
-                     f"{_fmt(g['mean'])} {_ci(g)}", _mean_std(mem)])
+        mem = [v for v in (train_minority(run_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
+        rows.append([f"`{cell}`", mean_std(tops["erm"]), mean_std(tops["drs"]), mean_std(tops["open"]),
+                     f"{fmt(g['mean'])} {ci(g)}", mean_std(mem)])
     lines = ["### The 2x2: memorization within one data size", "",
              "Test top-1 (%), seeds 0-4, mean +- std; OPeN - DRS paired by seed with its 95% t-interval "
              "(secondary); the DRS runs' minority-half training accuracy (%), the memorization they reach.", "",
@@ -227,92 +222,76 @@ def _two_by_two(runs: Path) -> list[str]:
         if key in chosen:
             m = manipulation(runs, cell, chosen[key], evidence.DIRECTION[key])
             state = ("incomplete" if m["passed"] is None else
-                     f"the twin moved it by {_fmt(m['moved'])} points: "
+                     f"the twin moved it by {fmt(m['moved'])} points: "
                      + ("passed (3 points or more the intended way)" if m["passed"] else
                         "**failed** (less than 3 points the intended way): this data size's contrast is uninformative"))
             lines.append(f"- Manipulation check, `{cell}` against `{chosen[key]}`: {state}.")
     return lines + [""]
 
 
-def _primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, float | None, str]]]:
+def primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, float | None, str]]]:
     prim = primary(runs)
     pvalues = [s["p"] for _, _, s in prim]
-    complete = None not in pvalues
+    complete = [s["n"] for _, _, s in prim] == [len(PRIMARY_SEEDS), len(PRIMARY_SEEDS), len(BASELINE_SEEDS)]
     # Until all three are in, m * p bounds Holm's adjusted p from above whatever the others turn out.
     adj = holm(pvalues) if complete else [None if p is None else min(1.0, FAMILY * p) for p in pvalues]
     rows, out = [], []
     for (name, what, s), p_adj in zip(prim, adj):
         v = verdict(s, p_adj, *(("OPeN ahead", "OPeN behind") if name == "P3" else ("above 0", "below 0")))
         bonf = one_sample(s["values"], 1 - ALPHA / FAMILY) if s["n"] >= 2 else s
-        rows.append([name, what, str(s["n"]), _fmt(s["mean"]), _fmt(s["std"], False), _ci(s), _ci(bonf),
+        rows.append([name, what, str(s["n"]), fmt(s["mean"]), fmt(s["std"], False), ci(s), ci(bonf),
                      "n/a" if s["p"] is None else f"{s['p']:.4f}", "n/a" if p_adj is None else f"{p_adj:.4f}", v])
         out.append((name, what, s, p_adj, v))
     lines = ["### The primary family", "",
              "Points of test top-1, paired by seed; two-sided t-tests of mean 0, Holm-adjusted over the three; the "
              "Bonferroni interval (98.33%) holds for the three together."
              + ("" if complete else " The family is incomplete, so the adjusted p is 3 p (Bonferroni), an upper "
-                "bound of Holm's whatever the missing p-values turn out to be, and the verdicts are provisional."),
+                "bound of Holm's whatever the missing p-values turn out to be: an \"above 0\" or \"below 0\" it decides "
+                "is final, any other verdict provisional."),
              "",
              *markdown_table(["", "quantity", "n", "mean", "std", "95% interval", "98.33% interval", "p",
                               "Holm p", "verdict"], rows), ""]
     return lines, out
 
 
-def _baselines(runs: Path) -> list[str]:
+def baselines_lines(runs: Path) -> list[str]:
     best, tops = best_baseline(runs)
     rows = []
     for m in (*BASELINES, "open", *(f"open_{loss}" for loss in LOSSES)):
-        vals = [v for v in (top1(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+        vals = [v for v in (top1(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
         d = one_sample([g for g in (gain(runs, MAIN, s, b=m) for s in BASELINE_SEEDS) if g is not None]) \
             if m in BASELINES else None
-        mine = [v for v in (test_minority(_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
-        rows.append([LABELS[m] + (" (best)" if m == best else ""), _mean_std(vals),
-                     "" if d is None else f"{_fmt(d['mean'])} {_ci(d)} (n={d['n']})", _mean_std(mine)])
+        mine = [v for v in (test_minority(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
+        rows.append([LABELS[m] + (" (best)" if m == best else ""), mean_std(vals),
+                     "" if d is None else f"{fmt(d['mean'])} {ci(d)} (n={d['n']})", mean_std(mine)])
     lines = ["### The baselines a user would pick (main cell, seeds 0-9)", "",
              "Test top-1 (%), mean +- std; OPeN minus each baseline paired by seed with its 95% t-interval "
              "(secondary, except against the best: P3).", "",
              *markdown_table(["method", "top-1", "OPeN - method", "minority half (test)"], rows), ""]
     for loss in LOSSES:
-        d = one_sample([g for g in (gain(runs, MAIN, s, f"open_{loss}", f"erm_{loss}") for s in BASELINE_SEEDS)
+        d = one_sample([g for g in (gain(runs, MAIN, s, a=f"open_{loss}", b=f"erm_{loss}") for s in BASELINE_SEEDS)
                         if g is not None])
-        lines.append(f"- {LABELS['open_' + loss]} - {LABELS['erm_' + loss]}: {_fmt(d['mean'])} {_ci(d)} "
-                     f"over {d['n']} seeds (secondary).")
+        lines.append(f"- {LABELS['open_' + loss]} - {LABELS['erm_' + loss]}: {fmt(d['mean'])} {ci(d)} "
+                     f"over {d['n']} seed{'' if d['n'] == 1 else 's'} (secondary).")
     return lines + [""]
 
 
-def _subsets(runs: Path) -> list[str]:
+def subsets_lines(runs: Path) -> list[str]:
     rows = []
     for cell in (MAIN, LONG):
         for other in ("drs", "rs"):
             by_subset = [g for g in (gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)) if g is not None]
             by_seed = [g for g in (gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS) if g is not None]
             d = one_sample(by_subset)
-            rows.append([f"`{cell}`", f"OPeN - {LABELS[other]}", f"{_fmt(d['mean'])} {_ci(d)}", str(d["n"]),
-                         _fmt(d["std"], False),
-                         _fmt(statistics.stdev(by_seed) if len(by_seed) > 1 else None, False) + f" (n={len(by_seed)})"])
+            rows.append([f"`{cell}`", f"OPeN - {LABELS[other]}", f"{fmt(d['mean'])} {ci(d)}", str(d["n"]),
+                         fmt(d["std"], False),
+                         fmt(statistics.stdev(by_seed) if len(by_seed) > 1 else None, False) + f" (n={len(by_seed)})"])
     return ["### The long-tailed subset (secondary)", "",
             "Seed 0 on the subsets `subset_seed` 0 (the standard one), 10, 11, 12 and 13: the difference over "
             "subsets with its 95% t-interval, and the subset-to-subset std next to the seed-to-seed std (seeds "
             "0-4 on subset 0).", "",
             *markdown_table(["cell", "difference", "mean over subsets", "subsets", "std over subsets",
                              "std over seeds"], rows), ""]
-
-
-def _for_users(prim: list[tuple[str, str, dict, float | None, str]]) -> list[str]:
-    (_, _, _, _, v1), (_, _, _, _, v2), (_, what3, s3, _, v3) = prim
-    if "incomplete" in (v1, v2):
-        memo = "The memorization test is not finished: no verdict on the claim yet."
-    elif v1 == "above 0" and v2 == "above 0":
-        memo = "Both data sizes support the claim that memorization drives OPeN's gain over DRS."
-    elif "above 0" in (v1, v2):
-        memo = ("One data size supports the claim that memorization drives OPeN's gain over DRS "
-                f"(n_max 1000: {v1}; n_max 6000: {v2}).")
-    else:
-        memo = f"Neither data size supports the claim (n_max 1000: {v1}; n_max 6000: {v2})."
-    best = ("The comparison with the best baseline is not finished." if v3 == "incomplete" else
-            f"Against the best baseline on the main cell ({what3.split('(')[-1].rstrip(')')}), OPeN is "
-            f"{_fmt(s3['mean'])} points {_ci(s3)} over {s3['n']} seeds: {v3}.")
-    return ["### For users", "", f"{memo} {best}", ""]
 
 
 def code_behind(runs: Path) -> list[tuple[str, int]]:
@@ -338,7 +317,7 @@ def code_behind(runs: Path) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _code(runs: Path) -> list[str]:
+def code_lines(runs: Path) -> list[str]:
     rows = code_behind(runs)
     if not rows:
         return []
@@ -346,34 +325,3 @@ def _code(runs: Path) -> list[str]:
             "The study ran while the code changed; each run's eval.json records what trained it (for a "
             "resumed run, what finished it):", "",
             *(f"- {what}: {n} run{'s' if n != 1 else ''}" for what, n in rows), ""]
-
-
-def section(runs: Path) -> list[str]:
-    """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
-    specs = evidence.planned(runs)
-    done = sum(RunPaths(s.folder(runs)).eval.exists() for s in specs)
-    head = ["## Pre-registered evidence study", "",
-            "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
-            "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",
-            f"**{done} of {len(specs)} planned runs are done**"
-            + ("" if evidence.twins(runs) else " (the twins' runs are planned once the pilots are in)")
-            + ("." if done == len(specs) else ": what follows is incomplete and provisional."), ""]
-    prim_lines, prim = _primary_table(runs)
-    return [*head, *_pilots(runs), *_two_by_two(runs), *prim_lines, *_baselines(runs), *_subsets(runs),
-            *_for_users(prim), *_code(runs), "### Deviations from the pre-registration", "",
-            *(f"- {d}" for d in DEVIATIONS), ""]
-
-
-def section_status(runs: Path) -> str:
-    """One sentence for the README: the verdicts once the primary family is complete, else "in progress".
-
-    Holm's correction needs all three primary quantities, so no verdict is quoted before every
-    seed of P1, P2 and P3 is in; the count of finished runs is left to RESULTS.md (it changes
-    with every run, the README only with a verdict).
-    """
-    _, prim = _primary_table(runs)
-    expected = {"P1": len(PRIMARY_SEEDS), "P2": len(PRIMARY_SEEDS), "P3": len(BASELINE_SEEDS)}
-    if any(s["n"] < expected[name] for name, _, s, _, _ in prim):
-        return "in progress; RESULTS.md shows the runs finished so far."
-    words = "; ".join(f"{name} ({what.split(':')[0]}): {v}" for name, what, _, _, v in prim)
-    return f"its primary family is complete: {words}."

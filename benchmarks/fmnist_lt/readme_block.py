@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-import evidence_results
+import evidence_verdicts
 import study_plan
 from study_runs import Study, paired, values
 
@@ -56,7 +56,7 @@ def render(s: Study) -> list[str]:
     od = {c: g(c, "open", "drs") for c in (MAIN, X1, LONG, SHORT)}
     done = sum(RunPaths(x.folder(s.root)).eval.exists() for x in s.required)
     main_erm = [pct(v) for v in values(s.get(MAIN, "erm"), "train_top1")[:3]]
-    ev = evidence_results.section_status(s.root)
+    ev = evidence_verdicts.status(s.root)
     minority_long = g(LONG, "open", "drs", "minority_half")
     lines = [
         f"**What the study shows** (RESULTS.md, printed by `results.py`; {done} of {len(s.required)} required "
@@ -77,7 +77,7 @@ def render(s: Study) -> list[str]:
         "- **That is a map, not a cause.** Memorization and data size move together in these cells (which also "
         "differ in width, and the 30-epoch cell in weight decay and warm-up), so they cannot tell "
         "\"memorizes\" from \"scarce data\". The pre-registered evidence study "
-        f"([PREREGISTRATION.md](benchmarks/fmnist_lt/PREREGISTRATION.md)) tests it: {ev}",
+        f"([PREREGISTRATION.md](benchmarks/fmnist_lt/PREREGISTRATION.md)) tests it. {ev}",
         f"- **RS.** OPeN > RS follows from the paper's Table 1 (RS 75.1, OPeN 84.6 on CIFAR-10-LT), and "
         f"so does DRS > RS. In the main cell OPeN − RS is {_d(g(MAIN, 'open', 'rs'))} "
         f"({_word(g(MAIN, 'open', 'rs'))}) and DRS − RS {_d(g(MAIN, 'drs', 'rs'))} "

@@ -1,9 +1,9 @@
 """The Fashion-MNIST-LT study's runs and plans: what every study script reads, nothing that trains.
 
 ``study.py`` trains these plans, ``select_cell.py`` chooses the main cell from their ERM runs,
-``evidence.py`` adds its parts, and ``results.py`` (with ``study_runs.py``, ``readme_block.py`` and
-``evidence_results.py``) reads their run folders. Each of them imports this module; none of them
-imports another that imports it back. The plans themselves are described in ``study.py``.
+``evidence.py`` adds its parts, and ``results.py`` (with ``study_runs.py``, ``readme_block.py``,
+``evidence_results.py`` and ``evidence_verdicts.py``) reads their run folders. Each of them imports
+this module; none of them imports another that imports it back. The plans themselves are described in ``study.py``.
 """
 from __future__ import annotations
 
