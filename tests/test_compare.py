@@ -238,11 +238,30 @@ def test_should_open_help_reads_the_diagnostic(tmp_path):
     assert "No cell of the study is near your runs" in far
 
 
+def test_should_open_help_quotes_the_evidence_verdicts(tmp_path, monkeypatch):
+    import purenoise.compare_verdict as cv
+
+    erm = _fake_run(tmp_path / "erm_s0", "erm", 0, train_per_class_acc=[1.0, 1.0, 1.0, 0.98])
+    cell = {"cell": "c", "drs_train_minority_half": 99.0, "drs_gap_minority_half": 20.0,
+            "open_minus_drs": {"mean": 1.0, "lo": 0.5, "hi": 1.5}, "seeds": 5, "verdict": "ahead"}
+    evidence = {"memorization": "supported", "against_best_baseline": "OPeN behind", "best_baseline": "RS"}
+    monkeypatch.setattr(cv, "load_findings", lambda: {"cells": [cell], "evidence": evidence})
+    text = "\n".join(should_open_help([erm]))
+    assert ("that memorization drives OPeN's gain over DRS, supported; OPeN against the best baseline, "
+            "OPeN behind (the best baseline there: RS).") in text
+    for broken in (None, "supported", {"memorization": 1, "against_best_baseline": "in progress"}):
+        monkeypatch.setattr(cv, "load_findings", lambda: {"cells": [cell], "evidence": broken})
+        text = "\n".join(should_open_help([erm]))
+        assert "evidence study" not in text and "`c`" in text
+
+
 def test_findings_ship_with_the_package():
     cells = load_findings()["cells"]
     assert cells and all({"cell", "drs_train_minority_half", "open_minus_drs", "verdict"} <= set(c) for c in cells)
     assert nearest_cells(load_findings(), 100.0)[0]["drs_train_minority_half"] == max(
         c["drs_train_minority_half"] for c in cells)
+    evidence = load_findings()["evidence"]
+    assert evidence["memorization"] in ("in progress", "supported", "partly supported", "refuted", "not resolved")
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -111,10 +111,11 @@ def update(readme: Path, lines: list[str]) -> bool:
 
 
 def findings(s: Study) -> dict:
-    """The regime study's cells as data, for ``purenoise compare`` and ``report`` to quote.
+    """The study's cells as data, for ``purenoise compare`` and ``report`` to quote.
 
-    Per cell with paired seeds: how far its DRS runs fit the minority half (training accuracy and
-    its gap to test accuracy, in points) and OPeN - DRS with its 95% interval (points).
+    Per cell with paired seeds (the regime study's cells, then the evidence study's twins): how far
+    its DRS runs fit the minority half (training accuracy and its gap to test accuracy, in points)
+    and OPeN - DRS with its 95% interval (points); then the evidence study's final verdicts.
     """
     cells = []
     for cell in (X1, MAIN, LONG, SHORT):
@@ -127,6 +128,7 @@ def findings(s: Study) -> dict:
                       "drs_gap_minority_half": round(100 * statistics.fmean(gap), 2),
                       "open_minus_drs": {k: round(100 * d[k], 2) for k in ("mean", "lo", "hi")},
                       "seeds": d["n"], "verdict": _word(d)})
+    cells += evidence_verdicts.twin_findings(s.root)
     return {"source": "benchmarks/fmnist_lt/RESULTS.md (Fashion-MNIST-LT, ratio 100, resnet_small, CPU)",
-            "cells": cells}
+            "cells": cells, "evidence": evidence_verdicts.findings(s.root)}
 

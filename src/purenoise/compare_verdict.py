@@ -199,7 +199,20 @@ def _study_lines(drs: Sequence[Run], erm: Sequence[Run]) -> list[str]:
     if far > FAR_POINTS:
         lines += ["", f"No cell of the study is near your runs (the nearest is {far:.0f} points away), so it says "
                       "little about them."]
-    return lines + ["", "That is what the study found on its data, not a promise for yours."]
+    return [*lines, *_evidence_lines(findings), "", "That is what the study found on its data, not a promise for yours."]
+
+
+def _evidence_lines(findings: Mapping[str, Any]) -> list[str]:
+    """The pre-registered evidence study's verdicts, as findings.json gives them (none if absent)."""
+    ev = findings.get("evidence")
+    keys = ("memorization", "against_best_baseline")
+    if not isinstance(ev, dict) or not all(isinstance(ev.get(k), str) for k in keys):
+        return []
+    best = ev.get("best_baseline")
+    against = ev["against_best_baseline"] + (f" (the best baseline there: {best})" if isinstance(best, str) else "")
+    return ["", "The pre-registered evidence study (memorization changed within one data size; OPeN against the "
+                "losses a user would otherwise pick): that memorization drives OPeN's gain over DRS, "
+                f"{ev['memorization']}; OPeN against the best baseline, {against}."]
 
 
 def _noise_lines(open_runs: Sequence[Run]) -> list[str]:
