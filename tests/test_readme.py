@@ -32,7 +32,8 @@ def test_readme_study_summary_is_what_results_py_prints(monkeypatch):
 
     study_dir = Path(__file__).parents[1] / "benchmarks" / "fmnist_lt"
     monkeypatch.syspath_prepend(str(study_dir))
-    for name in ("study", "study_runs", "evidence", "evidence_results", "evidence_verdicts", "readme_block", "demo"):
+    for name in ("study", "study_runs", "evidence", "evidence_results", "evidence_verdicts", "evidence_section",
+                 "readme_block", "demo"):
         sys.modules.pop(name, None)
     import demo
     import readme_block

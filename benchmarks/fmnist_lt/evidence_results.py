@@ -1,6 +1,6 @@
-"""The pre-registered evidence study's section of RESULTS.md, computed from the run folders.
+"""The pre-registered evidence study's numbers and tables, computed from the run folders.
 
-The numbers and tables; ``evidence_verdicts.py`` turns them into words and assembles the section.
+``evidence_verdicts.py`` turns them into words and ``evidence_section.py`` assembles RESULTS.md's section.
 The analysis is the one fixed in ``PREREGISTRATION.md``: per-seed (or per-subset) differences of
 test top-1 in points, their mean with a two-sided one-sample t-test and a 95% t-interval (scipy),
 Holm's correction over the primary family (P1, P2, P3) with the Bonferroni interval at
@@ -32,8 +32,11 @@ FAMILY = 3  # P1, P2, P3
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "erm_logit_adjust": "LA / BS (tau 1)",
           "erm_ldam_drw": "LDAM-DRW", "open_logit_adjust": "OPeN on LA / BS", "open_ldam_drw": "OPeN on LDAM-DRW"}
 BASELINES = ("erm", "rs", "drs", "erm_logit_adjust", "erm_ldam_drw")
+
+
 # ----------------------------------------------------------------------------- reading runs
 def run_eval(runs: Path, cell: str, method: str, seed: int, subset: int = 0) -> dict | None:
+    """A planned run's eval.json, or None while it is not finished."""
     path = RunPaths(RunSpec(cell, method, seed, subset=subset).folder(runs)).eval
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -100,27 +103,36 @@ def seeds_needed(mean: float, std: float, level: float = 0.95, most: int = 1000)
 
 
 def verdict(s: dict, p_adj: float | None, up: str = "above 0", down: str = "below 0") -> str:
-    """The pre-registered words for one quantity."""
+    """The pre-registered words for one primary quantity.
+
+    Significance after Holm is read first, equivalence second: a contrast that is both above 0
+    after Holm and inside +-1 point is called "above 0" (RESULTS.md lists this reading). The seeds
+    a "not resolved" difference would need are counted at the family's level (1 - 0.05/3), the
+    level at which it would be resolved.
+    """
     if s["mean"] is None or s["p"] is None:
         return "incomplete"
     if p_adj is not None and p_adj < ALPHA:
         return up if s["mean"] > 0 else down
     if -MARGIN < s["lo90"] and s["hi90"] < MARGIN:
         return f"equivalent within +-{MARGIN:g} point"
-    n = seeds_needed(s["mean"], s["std"])
+    n = seeds_needed(s["mean"], s["std"], level=1 - ALPHA / FAMILY)
     more = f"; about {n} seeds would resolve a difference of this size at this spread" if n else ""
-    return f"not resolved (the interval contains 0{more})"
+    return f"not resolved (not significant after Holm's correction{more})"
 
 
 def fmt(v: float | None, signed: bool = True, nd: int = 2) -> str:
+    """A number with ``nd`` decimals (signed by default), or ``n/a``."""
     return "n/a" if v is None else (f"{v:+.{nd}f}" if signed else f"{v:.{nd}f}")
 
 
 def ci(s: dict, lo: str = "lo", hi: str = "hi") -> str:
+    """``[lo, hi]`` of a :func:`one_sample` result, or ``n/a`` with fewer than two values."""
     return "n/a" if s.get(lo) is None else f"[{fmt(s[lo])}, {fmt(s[hi])}]"
 
 
 def mean_std(vals: list[float]) -> str:
+    """``mean +- std (n=k)`` of the values, ``x (1 run)`` for one, ``n/a`` for none."""
     if not vals:
         return "n/a"
     if len(vals) < 2:
@@ -171,7 +183,7 @@ def manipulation(runs: Path, cell: str, twin: str, direction: str) -> dict:
     """Mean DRS minority-half training accuracy of a cell and its twin over seeds 0-4, and the check."""
     a = [v for v in (train_minority(run_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
     b = [v for v in (train_minority(run_eval(runs, twin, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
-    if not a or not b:
+    if len(a) < len(PRIMARY_SEEDS) or len(b) < len(PRIMARY_SEEDS):  # the check is over all five seeds
         return {"cell": a, "twin": b, "moved": None, "passed": None}
     moved = statistics.fmean(b) - statistics.fmean(a)
     sign = -1 if direction == "lower" else 1
@@ -180,6 +192,7 @@ def manipulation(runs: Path, cell: str, twin: str, direction: str) -> dict:
 
 # ----------------------------------------------------------------------------- the section
 def pilots_lines(runs: Path) -> list[str]:
+    """The pilots' table and the twins chosen (markdown lines)."""
     rows = []
     for cell, cands in evidence.CANDIDATES.items():
         for c in cands:
@@ -203,6 +216,7 @@ def pilots_lines(runs: Path) -> list[str]:
 
 
 def two_by_two_lines(runs: Path) -> list[str]:
+    """The 2x2 of each data size and the manipulation checks (markdown lines)."""
     chosen = evidence.twins(runs)
     rows = []
     for cell in (MAIN, chosen.get(MAIN), LONG, chosen.get(LONG)):
@@ -230,6 +244,7 @@ def two_by_two_lines(runs: Path) -> list[str]:
 
 
 def primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, float | None, str]]]:
+    """The primary family's table, and per quantity ``(name, what, stats, adjusted p, verdict)``."""
     prim = primary(runs)
     pvalues = [s["p"] for _, _, s in prim]
     complete = [s["n"] for _, _, s in prim] == [len(PRIMARY_SEEDS), len(PRIMARY_SEEDS), len(BASELINE_SEEDS)]
@@ -246,8 +261,9 @@ def primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, flo
              "Points of test top-1, paired by seed; two-sided t-tests of mean 0, Holm-adjusted over the three; the "
              "Bonferroni interval (98.33%) holds for the three together."
              + ("" if complete else " The family is incomplete, so the adjusted p is 3 p (Bonferroni), an upper "
-                "bound of Holm's whatever the missing p-values turn out to be: an \"above 0\" or \"below 0\" it decides "
-                "is final, any other verdict provisional."),
+                "bound of Holm's whatever the missing p-values turn out to be: a verdict it decides (\"above 0\", \"below "
+                "0\", \"OPeN ahead\", \"OPeN behind\") is final once that quantity has all its seeds; any other "
+                "verdict is provisional."),
              "",
              *markdown_table(["", "quantity", "n", "mean", "std", "95% interval", "98.33% interval", "p",
                               "Holm p", "verdict"], rows), ""]
@@ -255,6 +271,7 @@ def primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, flo
 
 
 def baselines_lines(runs: Path) -> list[str]:
+    """The baselines table over seeds 0-9 and OPeN on each loss against that loss (markdown lines)."""
     best, tops = best_baseline(runs)
     rows = []
     for m in (*BASELINES, "open", *(f"open_{loss}" for loss in LOSSES)):
@@ -277,6 +294,7 @@ def baselines_lines(runs: Path) -> list[str]:
 
 
 def subsets_lines(runs: Path) -> list[str]:
+    """OPeN - DRS and OPeN - RS over the subsets, with both spreads (markdown lines)."""
     rows = []
     for cell in (MAIN, LONG):
         for other in ("drs", "rs"):
@@ -318,6 +336,7 @@ def code_behind(runs: Path) -> list[tuple[str, int]]:
 
 
 def code_lines(runs: Path) -> list[str]:
+    """What trained the runs, from :func:`code_behind` (markdown lines)."""
     rows = code_behind(runs)
     if not rows:
         return []

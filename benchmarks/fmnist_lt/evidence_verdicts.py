@@ -1,10 +1,11 @@
 """The evidence study in words: the verdicts PREREGISTRATION.md defines, the paragraph for users,
-the README's sentence, and the whole RESULTS.md section assembled from ``evidence_results``.
+the README's sentence and ``findings.json``'s entries, from ``evidence_results``' numbers.
 
 - **H1** (memorization drives OPeN's gain over DRS) by the pre-registered support rule: a data size
   supports it where its contrast (P1 or P2) is above 0 after Holm and its manipulation check
   passed; it refutes it where the contrast is below 0 or equivalent within +-1 point with the check
-  passed; a failed check makes that data size uninformative.
+  passed; a failed check makes that data size uninformative. Both support: supported; one:
+  partly supported; any refutes (and none supports): refuted there; otherwise not resolved.
 - **H2** (OPeN against the best baseline) is P3's verdict.
 - A verdict is **final** once its quantity has every planned seed and it cannot change with the
   rest of the family: always once all three are in, and before that where even Bonferroni's
@@ -15,55 +16,12 @@ mean of all, the subsets) is labelled secondary or exploratory, as the pre-regis
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 import evidence
 import evidence_results as er
 from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
-
-from purenoise.run_paths import RunPaths
-
-SAME_NUMBERS = Path(__file__).resolve().parent / "same_numbers.json"  # written by same_numbers.py
-# Where the study departs from PREREGISTRATION.md, and why (text, no numbers); the first item is
-# completed from same_numbers.json by deviations().
-DEVIATIONS = (
-    "**Holm's correction before the family is complete.** The pre-registration does not say how to "
-    "report P1 and P2 while P3 is missing. Until it is in, the adjusted p shown is 3 p, Bonferroni's "
-    "bound of Holm's (Holm's is never larger), and a verdict is called final only where that bound "
-    "already decides it.",
-    "**A count in the pre-registration's table.** Its row for the twins' primary runs says 28 new runs; the "
-    "design it states (two twins, ERM, DRS and OPeN, seeds 0-4, less the pilots' ERM and DRS of seed 0) has "
-    "26, and the study trains that design.",
-    "**Wall time.** The study was paused (SIGSTOP) while the test suite was timed on the same machine, "
-    "and one run was stopped (SIGTERM) and resumed from its checkpoint (resuming continues exactly); "
-    "the wall time logged for those runs is off, the numbers are not.",
-    "**Exploratory additions.** The paragraph for users adds how each twin moved every method's "
-    "top-1 and which method has the highest mean; neither was pre-registered, and they carry no test.",
-)
-
-
-def same_code(path: Path = SAME_NUMBERS) -> str:
-    """The deviation of the study's code, with what ``same_numbers.py`` found (or that it has not run)."""
-    head = ("**Not every run uses the commit that adds PREREGISTRATION.md.** The fixed worktree the study "
-            "runs from was moved once, to a later commit (\"The code behind the runs\" counts the runs of each).")
-    if not path.exists():
-        return head + " Whether the two commits train the same numbers is not checked yet (`same_numbers.py`)."
-    s = json.loads(path.read_text())
-    same = [r["run"] for r in s["runs"] if r["identical"]]
-    found = (f"every eval.json and metrics.jsonl value of all {len(same)} runs is identical apart from timing "
-             "and provenance" if s["identical"] else
-             f"{len(s['runs']) - len(same)} of {len(s['runs'])} runs differ: "
-             + ", ".join(r["run"] for r in s["runs"] if not r["identical"]))
-    return (f"{head} `benchmarks/fmnist_lt/same_numbers.py {s['old'][:7]} {s['new'][:7]}` trains a short run of "
-            f"every method the study trains with each commit ({s['date']}, {s['cpu']}): {found}.")
-
-
-def deviations() -> list[str]:
-    """The deviations from the pre-registration, in RESULTS.md's words."""
-    return [same_code(), *DEVIATIONS]
-
 
 EXPECTED = {"P1": len(PRIMARY_SEEDS), "P2": len(PRIMARY_SEEDS), "P3": len(BASELINE_SEEDS)}
 DECISIVE = ("above 0", "below 0", "OPeN ahead", "OPeN behind")
@@ -79,41 +37,52 @@ def final(prim: list[tuple], name: str) -> bool:
     return True
 
 
+def _p_text(prim: list[tuple], p_adj: float) -> str:
+    """Holm's adjusted p once the family is complete; before, its bound ("adjusted p <= 3 p")."""
+    complete = all(row[2]["n"] >= EXPECTED[row[0]] for row in prim)
+    return f"Holm p {p_adj:.4f}" if complete else f"adjusted p <= {p_adj:.4f}"
+
+
+def _size_state(v: str, passed: bool) -> str:
+    if not passed:
+        return "is uninformative (its manipulation check failed)"
+    if v == "above 0":
+        return "supports H1"
+    if v == "below 0":
+        return "refutes H1 (below 0)"
+    if v.startswith("equivalent"):
+        return "refutes H1 (equivalent within +-1 point)"
+    return "does not resolve H1"
+
+
 def h1(runs: Path, prim: list[tuple]) -> tuple[str, str]:
     """``(verdict, sentence)`` for H1 by the pre-registered rule; verdict "incomplete" until final."""
-    chosen = evidence.twins(runs)
-    sizes = []
+    chosen, sizes = evidence.twins(runs), []
     for name, size, cell in (("P1", "n_max 1000", MAIN), ("P2", "n_max 6000", LONG)):
-        row = next(r for r in prim if r[0] == name)
+        _, _, s, p_adj, v = next(r for r in prim if r[0] == name)
         check = er.manipulation(runs, cell, chosen[cell], evidence.DIRECTION[cell]) if cell in chosen else None
         if check is None or check["passed"] is None or not final(prim, name):
             return "incomplete", "The memorization test is not finished: no verdict on it yet."
-        v = row[4]
-        if not check["passed"]:
-            state = "uninformative (its manipulation check failed)"
-        elif v == "above 0":
-            state = "supports"
-        elif v == "below 0" or v.startswith("equivalent"):
-            state = "refutes"
-        else:
-            state = "not resolved"
-        sizes.append((size, state, row[2], row[3]))
-    states = [s for _, s, _, _ in sizes]
-    numbers = " and ".join(f"{er.fmt(s['mean'])} {er.ci(s)} points at {size} (Holm p {p:.4f})"
-                           for size, _, s, p in sizes)
-    if states == ["supports", "supports"]:
-        word, text = "supported", "both data sizes support it"
-    elif "supports" in states:
-        word = "partly supported"
-        text = "only " + next(size for size, st, _, _ in sizes if st == "supports") + " supports it"
-    elif states == ["refutes", "refutes"]:
-        word, text = "refuted", "both data sizes refute it, and the README's advice is withdrawn"
+        state = _size_state(v, check["passed"])
+        sizes.append((size, state, f"{er.fmt(s['mean'])} {er.ci(s)} points, {_p_text(prim, p_adj)}; "
+                                   f"DRS minority-half training accuracy moved {er.fmt(check['moved'])} points"))
+    supports = [size for size, st, _ in sizes if st.startswith("supports")]
+    refutes = [size for size, st, _ in sizes if st.startswith("refutes")]
+    if len(supports) == 2:
+        word, after = "supported", ""
+    elif supports:
+        word, after = "partly supported", f" The advice holds at {supports[0]} only."
+    elif len(refutes) == 2:
+        word, after = "refuted", " The README's advice that OPeN pays off where the network memorizes is withdrawn."
+    elif refutes:
+        word, after = f"refuted at {refutes[0]}", ""
     else:
-        word = "not resolved"
-        text = "; ".join(f"{size} {st}" for size, st, _, _ in sizes)
-    return word, (f"**Memorization (H1): {word}.** Within one data size, OPeN's lead over DRS changes with how "
-                  f"far the DRS runs memorize their minority half, larger where they memorize more by {numbers}: "
-                  f"{text}.")
+        word, after = "not resolved", (" The advice is a reading of the regime study that this design could not "
+                                       "confirm.")
+    per_size = "; ".join(f"at {size} the contrast {st} ({numbers})" for size, st, numbers in sizes)
+    return word, (f"**Memorization (H1): {word}.** The contrast is OPeN − DRS in the cell whose DRS runs memorize "
+                  f"their minority half more minus the same in the cell that memorizes less, paired by seed: "
+                  f"{per_size}.{after}")
 
 
 def _means(runs: Path, cell: str) -> dict[str, float | None]:
@@ -124,8 +93,12 @@ def _means(runs: Path, cell: str) -> dict[str, float | None]:
     return out
 
 
-def twin_moves(runs: Path) -> str:
-    """Exploratory: how each twin moved every method's mean top-1, and the best mean per data size."""
+def twin_moves(runs: Path, supported: bool = False) -> str:
+    """Exploratory: how each twin moved every method's mean top-1, and the best mean per data size.
+
+    With ``supported`` (H1 supported, so both contrasts are above 0 with their checks passed), it
+    adds that every method does worse in the cell that memorizes more, where that holds in both.
+    """
     chosen, parts, worse = evidence.twins(runs), [], []
     for size, cell in (("n_max 1000", MAIN), ("n_max 6000", LONG)):
         if cell not in chosen:
@@ -135,16 +108,16 @@ def twin_moves(runs: Path) -> str:
             continue
         moves = ", ".join(f"{er.LABELS[m]} {er.fmt(b[m] - a[m])}" for m in a)
         best = max(((m, c, v[m]) for c, v in ((cell, a), (chosen[cell], b)) for m in v), key=lambda x: x[2])
-        parts.append(f"at {size}, `{chosen[cell]}` moved the mean top-1 of {moves} points against `{cell}`, "
-                     f"and the highest of the six means is {er.LABELS[best[0]]}'s in `{best[1]}` ({best[2]:.2f})")
+        parts.append(f"at {size}, `{chosen[cell]}` against `{cell}`: {moves} points, and the highest of the six "
+                     f"means is {er.LABELS[best[0]]}'s in `{best[1]}` ({best[2]:.2f})")
         high, low = (a, b) if evidence.DIRECTION[cell] == "lower" else (b, a)  # which one memorizes more
         worse.append(all(high[m] < low[m] for m in high))
     if not parts:
         return ""
     tail = (" In both data sizes every method does worse in the cell that memorizes more: OPeN's larger gain "
-            "comes where all three are less accurate." if worse == [True, True] else "")
-    return ("**What the twins also did** (exploratory, seeds 0-4): the one config change moved every method, "
-            "not only the gain: " + "; ".join(parts) + "." + tail)
+            "comes where all three are less accurate." if supported and worse == [True, True] else "")
+    return ("**What the twins also did** (exploratory, seeds 0-4): the one config change moved the methods' "
+            "mean top-1, not only the gain: " + "; ".join(parts) + "." + tail)
 
 
 def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
@@ -158,9 +131,9 @@ def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
             f"{s['n']} seeds (Holm p {p_adj:.4f}).")
     tops = {m: [er.top1(er.run_eval(runs, MAIN, m, k)) for k in BASELINE_SEEDS]
             for m in (*er.BASELINES, "open", *(f"open_{loss}" for loss in LOSSES))}
-    tops = {m: v for m, v in tops.items() if None not in v}
+    tops = {m: v for m, v in tops.items() if None not in v}  # methods with all ten seeds
     losses = [loss for loss in LOSSES if f"erm_{loss}" in tops]
-    if losses:
+    if len(losses) == len(LOSSES):
         loss = max(losses, key=lambda x: statistics.fmean(tops[f"erm_{x}"]))
         d = er.one_sample([g for g in (er.gain(runs, MAIN, k, a=f"open_{loss}", b=f"erm_{loss}")
                                        for k in BASELINE_SEEDS) if g is not None])
@@ -169,7 +142,7 @@ def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
                      f"{er.ci(d)} over it (secondary, {_word(d)}).")
     if tops:
         top = max(tops, key=lambda m: statistics.fmean(tops[m]))
-        text += (f" The highest mean top-1 of every method trained there is {er.LABELS[top]}'s, "
+        text += (f" The highest mean top-1 of the methods trained there with all ten seeds is {er.LABELS[top]}'s, "
                  f"{statistics.fmean(tops[top]):.2f} (exploratory).")
     return v, text
 
@@ -182,42 +155,29 @@ def _word(d: dict) -> str:
 
 
 def subsets(runs: Path) -> str:
-    """Secondary: OPeN - DRS over the five long-tailed subsets of each cell, once all are in."""
+    """Secondary: OPeN - DRS and OPeN - RS over the five long-tailed subsets of each cell, once all are in."""
     parts = []
     for size, cell in (("n_max 1000", MAIN), ("n_max 6000", LONG)):
-        by_subset = [er.gain(runs, cell, 0, k) for k in (0, *SUBSETS)]
-        by_seed = [er.gain(runs, cell, s) for s in PRIMARY_SEEDS]
-        if None in by_subset or None in by_seed:
-            return "The subsets are not finished."
-        d = er.one_sample(by_subset)
-        parts.append(f"{size} {er.fmt(d['mean'])} {er.ci(d)} ({_word(d)}; std {d['std']:.2f} over subsets "
-                     f"against {statistics.stdev(by_seed):.2f} over seeds)")
-    return ("**The subset** (secondary): OPeN − DRS over five long-tailed subsets, seed 0: "
-            + "; ".join(parts) + ".")
+        diffs = []
+        for other in ("drs", "rs"):
+            by_subset = [er.gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)]
+            by_seed = [er.gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS]
+            by_seed = [g for g in by_seed if g is not None]
+            if None in by_subset or len(by_seed) < 2:
+                return "The subsets are not finished."
+            d = er.one_sample(by_subset)
+            diffs.append(f"OPeN − {er.LABELS[other]} {er.fmt(d['mean'])} {er.ci(d)} ({_word(d)}; std "
+                         f"{d['std']:.2f} over subsets against {statistics.stdev(by_seed):.2f} over seeds)")
+        parts.append(f"at {size}, " + ", ".join(diffs))
+    return ("**The subset** (secondary, seed 0 on five long-tailed subsets): " + "; ".join(parts) + ".")
 
 
 def for_users(runs: Path, prim: list[tuple]) -> list[str]:
     """The paragraph for users: each verdict whichever way it falls, then what qualifies it."""
-    body = [h1(runs, prim)[1], twin_moves(runs), h2(runs, prim)[1], subsets(runs)]
+    w1, s1 = h1(runs, prim)
+    moves = "" if w1 == "incomplete" else twin_moves(runs, supported=w1 == "supported")
+    body = [s1, moves, h2(runs, prim)[1], subsets(runs)]
     return ["### For users", "", " ".join(x for x in body if x), ""]
-
-
-def section(runs: Path) -> list[str]:
-    """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
-    specs = evidence.planned(runs)
-    done = sum(RunPaths(s.folder(runs)).eval.exists() for s in specs)
-    head = ["## Pre-registered evidence study", "",
-            "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
-            "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",
-            f"**{done} of {len(specs)} planned runs are done**" + " (the runs `evidence.py` plans: the main cell's "
-            "seeds 0-4 of the regime study count among them, as the baselines part reuses them; the long cell's "
-            "seeds 0-2 do not)"
-            + ("" if evidence.twins(runs) else " (the twins' runs are planned once the pilots are in)")
-            + ("." if done == len(specs) else ": what follows is incomplete and provisional."), ""]
-    prim_lines, prim = er.primary_table(runs)
-    return [*head, *er.pilots_lines(runs), *er.two_by_two_lines(runs), *prim_lines, *er.baselines_lines(runs),
-            *er.subsets_lines(runs), *for_users(runs, prim), *er.code_lines(runs),
-            "### Deviations from the pre-registration", "", *(f"- {d}" for d in deviations()), ""]
 
 
 def status(runs: Path) -> str:
@@ -232,7 +192,7 @@ def status(runs: Path) -> str:
     if w1 == "incomplete" and w2 == "incomplete":
         return "It is in progress; RESULTS.md shows the runs finished so far."
     parts = [s1 if w1 != "incomplete" else "The memorization test is in progress.",
-             twin_moves(runs) if w1 != "incomplete" else "",
+             twin_moves(runs, supported=w1 == "supported") if w1 != "incomplete" else "",
              s2 if w2 != "incomplete" else "The comparison with the best baseline is in progress."]
     return " ".join(p for p in parts if p)
 

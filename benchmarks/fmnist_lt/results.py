@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import evidence_verdicts  # noqa: E402
+import evidence_section  # noqa: E402
 import readme_block  # noqa: E402
 import study_plan  # noqa: E402
 from study_runs import LABELS, LT_KEYS, METHOD_ORDER, Study, metric  # noqa: E402,F401
@@ -245,7 +245,7 @@ def write(runs: Path, out: Path) -> Path:
         lines.append("")
     else:
         lines += ["No cell has two paired seeds of DRS and OPeN yet.", ""]
-    lines += evidence_verdicts.section(runs)
+    lines += evidence_section.section(runs)
     lines += ["## The cells", ""]
     for cell in (*study_plan.REGIME_CELLS, study_plan.WIDE_CELL, study_plan.SHORT_CELL):
         lines += _cell_section(s, cell)

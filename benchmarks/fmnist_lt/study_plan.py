@@ -2,8 +2,9 @@
 
 ``study.py`` trains these plans, ``select_cell.py`` chooses the main cell from their ERM runs,
 ``evidence.py`` adds its parts, and ``results.py`` (with ``study_runs.py``, ``readme_block.py``,
-``evidence_results.py`` and ``evidence_verdicts.py``) reads their run folders. Each of them imports
-this module; none of them imports another that imports it back. The plans themselves are described in ``study.py``.
+``evidence_results.py``, ``evidence_verdicts.py`` and ``evidence_section.py``) reads their run
+folders. Each of them imports this module; none of them imports another that imports it back. The
+plans themselves are described in ``study.py``.
 """
 from __future__ import annotations
 
