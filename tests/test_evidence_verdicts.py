@@ -162,14 +162,21 @@ def test_same_numbers_compares_all_but_what_differs_between_identical_runs(ev, t
     assert sum(not r["identical"] for r in rows.values()) == 3
 
 
-def test_same_numbers_runs_each_commits_own_code(ev, tmp_path):
+def test_same_numbers_runs_each_commits_own_code_and_stops_cleanly(ev, tmp_path, capsys):
     import same_numbers
 
     (tmp_path / "src" / "purenoise").mkdir(parents=True)
     (tmp_path / "src" / "purenoise" / "__init__.py").write_text("")
     assert same_numbers.imported_from(tmp_path, 1) == str(Path("src") / "purenoise" / "__init__.py")
-    with pytest.raises(SystemExit, match="would import purenoise from"):
-        same_numbers.imported_from(tmp_path / "src", 1)  # no src/ below it: the installed copy would run
+    with pytest.raises(SystemExit) as stopped:
+        same_numbers.imported_from(tmp_path / "src", 1)  # no src/ below it: another copy would run
+    assert stopped.value.code == 2 and "would import purenoise from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        same_numbers.main(["no-such-commit", "HEAD"])
+    assert stopped.value.code == 2 and "'no-such-commit' is not a commit" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        same_numbers.main(["HEAD", "HEAD", "--threads", "0"])
+    assert stopped.value.code == 2 and "--threads 0" in capsys.readouterr().err
 
 
 def test_subsets_wait_for_every_subset_and_compare_both_spreads(ev, tmp_path):

@@ -46,6 +46,12 @@ CELLS = {
 VOLATILE = {"eval": {"provenance"}, "eval.branch": {"from"}, "metrics": {"time_s", "images_per_s"}}
 
 
+def stop(message: str) -> None:
+    """Say what is wrong and what to do, and exit with status 2 (no traceback)."""
+    print(f"same_numbers.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _strip(d: dict, where: str) -> dict:
     out = {k: v for k, v in d.items() if k not in VOLATILE.get(where, ())}
     return {k: _strip(v, f"{where}.{k}") if isinstance(v, dict) else v for k, v in out.items()}
@@ -56,9 +62,12 @@ def export(commit: str, into: Path) -> str:
     full = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{commit}^{{commit}}"],
                           capture_output=True, text=True)
     if full.returncode:
-        raise SystemExit(f"same_numbers.py: {commit!r} is not a commit of {REPO}; name one (git log)")
+        stop(f"{commit!r} is not a commit of {REPO}; name one (git log)")
     tar = subprocess.run(["git", "-C", str(REPO), "archive", full.stdout.strip(), "src", "configs"],
-                         capture_output=True, check=True).stdout
+                         capture_output=True)
+    if tar.returncode:
+        stop(f"commit {commit} has no src/ and configs/ to train with: {tar.stderr.decode().strip()}")
+    tar = tar.stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         t.extractall(into, filter="data")
     return full.stdout.strip()
@@ -71,11 +80,11 @@ def _env(tree: Path, threads: int) -> dict[str, str]:
 def imported_from(tree: Path, threads: int) -> str:
     """Where the runs of ``tree`` import purenoise from; stops unless it is ``tree/src``."""
     done = subprocess.run([sys.executable, "-c", "import purenoise; print(purenoise.__file__)"], cwd=tree,
-                          env=_env(tree, threads), capture_output=True, text=True, check=True)
-    where = Path(done.stdout.strip()).resolve()
-    if not where.is_relative_to((tree / "src").resolve()):
-        raise SystemExit(f"same_numbers.py: the runs of {tree} would import purenoise from {where}, not from "
-                         f"{tree / 'src'}; unset anything that puts another copy first (PYTHONPATH, a .pth file)")
+                          env=_env(tree, threads), capture_output=True, text=True)
+    where = Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
+    if where is None or not where.is_relative_to((tree / "src").resolve()):
+        stop(f"the runs of {tree} would import purenoise from {where or 'nowhere'}, not from {tree / 'src'}; "
+             "unset anything that puts another copy first (PYTHONPATH, a .pth file)")
     return str(where.relative_to(tree.resolve()))
 
 
@@ -90,8 +99,7 @@ def train(tree: Path, out: Path, threads: int) -> None:
                 cmd += ["--init-from", str(out / cell / parent)]
             done = subprocess.run(cmd, cwd=tree, env=_env(tree, threads), capture_output=True, text=True)
             if done.returncode:
-                raise SystemExit(f"same_numbers.py: {cell}/{run} failed with {tree.name}'s code:\n"
-                                 f"{done.stderr[-2000:]}")
+                stop(f"{cell}/{run} failed with {tree.name}'s code:\n{done.stderr[-2000:]}")
 
 
 def compare(a: Path, b: Path) -> list[dict]:
@@ -115,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("new")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per run (the study's: 2)")
     args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error(f"--threads {args.threads}: give 1 or more")
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="same_numbers_") as tmp:
         commits, imported = {}, {}
