@@ -23,6 +23,8 @@ import evidence
 import evidence_results as er
 from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
 
+from purenoise.reporting.text import standing
+
 EXPECTED = {"P1": len(PRIMARY_SEEDS), "P2": len(PRIMARY_SEEDS), "P3": len(BASELINE_SEEDS)}
 DECISIVE = ("above 0", "below 0", "OPeN ahead", "OPeN behind")
 
@@ -139,19 +141,12 @@ def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
                                        for k in BASELINE_SEEDS) if g is not None])
         if d["n"] == len(BASELINE_SEEDS):
             text += (f" OPeN added to the better loss, {er.LABELS['erm_' + loss]}: {er.fmt(d['mean'])} "
-                     f"{er.ci(d)} over it (secondary, {_word(d)}).")
+                     f"{er.ci(d)} over it (secondary, {standing(d, missing='incomplete')}).")
     if tops:
         top = max(tops, key=lambda m: statistics.fmean(tops[m]))
         text += (f" The highest mean top-1 of the methods trained there with all ten seeds is {er.LABELS[top]}'s, "
                  f"{statistics.fmean(tops[top]):.2f} (exploratory).")
     return v, text
-
-
-def _word(d: dict) -> str:
-    """A secondary quantity's word: its 95% interval above, below or around 0."""
-    if d["lo"] is None:
-        return "incomplete"
-    return "ahead" if d["lo"] > 0 else "behind" if d["hi"] < 0 else "not resolved"
 
 
 def subsets(runs: Path) -> str:
@@ -166,7 +161,8 @@ def subsets(runs: Path) -> str:
             if None in by_subset or len(by_seed) < 2:
                 return "The subsets are not finished."
             d = er.one_sample(by_subset)
-            diffs.append(f"OPeN − {er.LABELS[other]} {er.fmt(d['mean'])} {er.ci(d)} ({_word(d)}; std "
+            word = standing(d, missing="incomplete")
+            diffs.append(f"OPeN − {er.LABELS[other]} {er.fmt(d['mean'])} {er.ci(d)} ({word}; std "
                          f"{d['std']:.2f} over subsets against {statistics.stdev(by_seed):.2f} over seeds)")
         parts.append(f"at {size}, " + ", ".join(diffs))
     return ("**The subset** (secondary, seed 0 on five long-tailed subsets): " + "; ".join(parts) + ".")
@@ -210,7 +206,7 @@ def twin_findings(runs: Path) -> list[dict]:
         cells.append({"cell": cell, "drs_train_minority_half": round(statistics.fmean(train), 2),
                       "drs_gap_minority_half": round(statistics.fmean(gap), 2),
                       "open_minus_drs": {k: round(d[k], 2) for k in ("mean", "lo", "hi")},
-                      "seeds": d["n"], "verdict": _word(d)})
+                      "seeds": d["n"], "verdict": standing(d, missing='incomplete')})
     return cells
 
 

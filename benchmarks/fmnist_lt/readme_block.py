@@ -16,7 +16,7 @@ import evidence_verdicts
 import study_plan
 from study_runs import Study, paired, values
 
-from purenoise.reporting.text import pct
+from purenoise.reporting.text import pct, standing
 from purenoise.run_paths import RunPaths
 
 BEGIN = "<!-- study summary: written by benchmarks/fmnist_lt/results.py -->"
@@ -33,16 +33,10 @@ def _d(d: dict | None) -> str:
     return f"{100 * d['mean']:+.2f} [{100 * d['lo']:+.2f}, {100 * d['hi']:+.2f}]"
 
 
-def _word(d: dict | None, ahead: str = "ahead", behind: str = "behind") -> str:
-    if d is None or d["lo"] is None:
-        return "not measured"
-    return ahead if d["lo"] > 0 else behind if d["hi"] < 0 else "not resolved"
-
-
 def _vs(d: dict | None) -> str:
     """How OPeN stands against another method: "ahead of", "behind" or "not resolved against"."""
     return {"ahead": "ahead of", "behind": "behind", "not resolved": "not resolved against"}.get(
-        _word(d), "not measured against")
+        standing(d), "not measured against")
 
 
 def _mean(s: Study, cell: str, method: str, key: str) -> str:
@@ -68,9 +62,9 @@ def render(s: Study) -> list[str]:
         f"{_mean(s, MAIN, 'drs', 'train_minority_half')}% (x2) training accuracy on the minority half, "
         f"{_mean(s, X1, 'drs', 'gap_minority_half')} and {_mean(s, MAIN, 'drs', 'gap_minority_half')} points "
         f"above its test accuracy there. OPeN − DRS: {_d(od[MAIN])} in the main cell ({od[MAIN]['wins']} of "
-        f"{od[MAIN]['n']} seeds ahead) and {_d(od[X1])} at width x1 ({_word(od[X1])}).",
-        f"- **Where they do not, OPeN − DRS is {_word(od[LONG])}** on the full long-tailed set "
-        f"({_d(od[LONG])}, 200 epochs) and {_word(od[SHORT])} in 30 epochs ({_d(od[SHORT])}), where the "
+        f"{od[MAIN]['n']} seeds ahead) and {_d(od[X1])} at width x1 ({standing(od[X1])}).",
+        f"- **Where they do not, OPeN − DRS is {standing(od[LONG])}** on the full long-tailed set "
+        f"({_d(od[LONG])}, 200 epochs) and {standing(od[SHORT])} in 30 epochs ({_d(od[SHORT])}), where the "
         f"train-test gap is {_mean(s, LONG, 'drs', 'gap_minority_half')} and "
         f"{_mean(s, SHORT, 'drs', 'gap_minority_half')} points; on the minority half of the long cell OPeN is "
         f"{_vs(minority_long)} DRS ({_d(minority_long)}).",
@@ -80,17 +74,17 @@ def render(s: Study) -> list[str]:
         f"([PREREGISTRATION.md](benchmarks/fmnist_lt/PREREGISTRATION.md)) tests it. {ev}",
         f"- **RS.** OPeN > RS follows from the paper's Table 1 (RS 75.1, OPeN 84.6 on CIFAR-10-LT), and "
         f"so does DRS > RS. In the main cell OPeN − RS is {_d(g(MAIN, 'open', 'rs'))} "
-        f"({_word(g(MAIN, 'open', 'rs'))}) and DRS − RS {_d(g(MAIN, 'drs', 'rs'))} "
-        f"({_word(g(MAIN, 'drs', 'rs'), 'DRS ahead', 'DRS behind')}); in the 30-epoch cell OPeN − RS is "
-        f"{_d(g(SHORT, 'open', 'rs'))} ({_word(g(SHORT, 'open', 'rs'))}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
+        f"({standing(g(MAIN, 'open', 'rs'))}) and DRS − RS {_d(g(MAIN, 'drs', 'rs'))} "
+        f"({standing(g(MAIN, 'drs', 'rs'), 'DRS ahead', 'DRS behind')}); in the 30-epoch cell OPeN − RS is "
+        f"{_d(g(SHORT, 'open', 'rs'))} ({standing(g(SHORT, 'open', 'rs'))}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
         f"in the main cell.",
         f"- **BN and delta** (main cell, against DAR-BN; chosen on the test set, there is no validation split): "
         f"auxiliary BN {_d(g(MAIN, 'open_bn_aux', 'open'))}, standard BN "
         f"{_d(g(MAIN, 'open_bn_standard', 'open'))}, `noise_grad: features` "
-        f"{_d(g(MAIN, 'open_features', 'open'))} ({_word(g(MAIN, 'open_features', 'open'))}), delta 3/6 "
+        f"{_d(g(MAIN, 'open_features', 'open'))} ({standing(g(MAIN, 'open_features', 'open'))}), delta 3/6 "
         f"{_d(g(MAIN, 'open_delta_3of6', 'open'))}.",
         f"- **Noise as augmentation** on balanced data (100 images per class): noise_aug − ERM "
-        f"{_d(g(BALANCED, 'noise_aug', 'erm'))} ({_word(g(BALANCED, 'noise_aug', 'erm'))}).",
+        f"{_d(g(BALANCED, 'noise_aug', 'erm'))} ({standing(g(BALANCED, 'noise_aug', 'erm'))}).",
     ]
     return lines
 
@@ -127,7 +121,7 @@ def findings(s: Study) -> dict:
         cells.append({"cell": cell, "drs_train_minority_half": round(100 * statistics.fmean(train), 2),
                       "drs_gap_minority_half": round(100 * statistics.fmean(gap), 2),
                       "open_minus_drs": {k: round(100 * d[k], 2) for k in ("mean", "lo", "hi")},
-                      "seeds": d["n"], "verdict": _word(d)})
+                      "seeds": d["n"], "verdict": standing(d)})
     cells += evidence_verdicts.twin_findings(s.root)
     return {"source": "benchmarks/fmnist_lt/RESULTS.md (Fashion-MNIST-LT, ratio 100, resnet_small, CPU)",
             "cells": cells, "evidence": evidence_verdicts.findings(s.root)}

@@ -1,6 +1,7 @@
 """The text of result numbers (purenoise.reporting.text): one format for the CLI, the report and RESULTS.md."""
 from purenoise.reporting.replicates import Replicates, mean_interval, paired_difference
-from purenoise.reporting.text import interval, markdown_table, mean_std, mean_std_of, pct, verdict, verdict_word
+from purenoise.reporting.text import (interval, markdown_table, mean_std, mean_std_of, pct, standing, verdict,
+                                      verdict_word)
 
 
 def test_percent_and_mean_std():
@@ -31,6 +32,14 @@ def test_verdict_follows_the_interval():
     assert verdict(None) == "too few paired seeds yet"
     assert [verdict_word(mean_interval(v)) for v in ([0.01, 0.012, 0.011], [-0.01, -0.012, -0.011], [0.01, -0.011, 0.001], [0.2])] == [
         "holds", "reversed", "not resolved", None]
+
+
+def test_standing_words_the_same_rule_for_a_sentence():
+    cases = ([0.01, 0.012, 0.011], [-0.01, -0.012, -0.011], [0.01, -0.011, 0.001], [0.2])
+    assert [standing(mean_interval(v)) for v in cases] == ["ahead", "behind", "not resolved", "not measured"]
+    assert [standing(mean_interval(v), "DRS ahead", "DRS behind", "incomplete") for v in cases] == [
+        "DRS ahead", "DRS behind", "not resolved", "incomplete"]
+    assert standing(None) == "not measured"
 
 
 def test_verdict_of_a_paired_difference_uses_only_shared_seeds():

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["pct", "mean_std", "mean_std_of", "interval", "verdict_word", "verdict", "markdown_table"]
+__all__ = ["pct", "mean_std", "mean_std_of", "interval", "verdict_word", "standing", "verdict", "markdown_table"]
 
 
 def pct(v: float | None) -> str:
@@ -58,6 +58,18 @@ def verdict_word(d: Mapping[str, Any] | None) -> str | None:
     if d is None or d["n"] < 2:
         return None
     return "holds" if d["lo"] > 0 else "reversed" if d["hi"] < 0 else "not resolved"
+
+
+def standing(d: Mapping[str, Any] | None, ahead: str = "ahead", behind: str = "behind",
+             missing: str = "not measured") -> str:
+    """Where ``a`` stands against ``b`` in words, from the 95% interval of ``a - b``.
+
+    ``ahead`` when the interval lies above 0, ``behind`` when it lies below 0, ``not resolved``
+    when it contains 0, ``missing`` with fewer than two paired seeds (no interval): the same rule
+    as :func:`verdict_word`, in the words a sentence about a method needs.
+    """
+    word = verdict_word(d)
+    return missing if word is None else {"holds": ahead, "reversed": behind}.get(word, word)
 
 
 def verdict(d: Mapping[str, Any] | None) -> str:
