@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.helpers.evidence_runs import choose_first_candidates as _choose_first_candidates
-from tests.helpers.evidence_runs import import_scripts
+from tests.helpers.evidence_runs import COUNTS, import_scripts
 from tests.helpers.evidence_runs import write as _write
 
 
@@ -125,5 +125,22 @@ def test_open_on_a_loss_is_compared_with_that_loss_by_seed(ev, tmp_path):
         _write(tmp_path, evidence.MAIN, "erm_logit_adjust", seed, loss)
         _write(tmp_path, evidence.MAIN, "open_logit_adjust", seed, combo)
     text = "\n".join(er.baselines_lines(tmp_path))
-    assert "- OPeN on LA / BS - LA / BS (tau 1): +1.00 [+1.00, +1.00] over 3 seeds (secondary)." in text
-    assert "- OPeN on LDAM-DRW - LDAM-DRW: n/a n/a over 0 seeds (secondary)." in text
+    assert ("- OPeN on LA / BS - LA / BS (tau 1): +1.00 [+1.00, +1.00] over 3 seeds; on the minority half "
+            "+1.00 [+1.00, +1.00] (secondary).") in text
+    assert "- OPeN on LDAM-DRW - LDAM-DRW: n/a n/a over 0 seeds; on the minority half n/a n/a (secondary)." in text
+
+
+def test_minority_half_differences_pair_the_minority_classes_by_seed(ev, tmp_path):
+    """OPeN - baseline on the minority half reads the five rarest classes' test accuracy of each
+    seed's two runs, not top-1; only baselines get a difference."""
+    evidence, er = ev
+    for seed in range(3):
+        for method, majority, minority in (("open", 0.90, 0.70 + 0.01 * seed), ("rs", 0.95, 0.60)):
+            folder = tmp_path / evidence.MAIN / f"{method}_s{seed}"
+            folder.mkdir(parents=True)
+            (folder / "eval.json").write_text(json.dumps({
+                "top1": 0.8, "per_class_acc": [majority] * 5 + [minority] * 5, "class_counts": COUNTS}))
+    assert er.gain(tmp_path, evidence.MAIN, 2, b="rs", measure=er.test_minority) == pytest.approx(12.0)
+    rows = {line.split(" | ")[0]: line for line in er.baselines_lines(tmp_path) if line.startswith("| ")}
+    assert rows["| RS"].endswith("| +0.00 [+0.00, +0.00] (n=3) | 60.00 +- 0.00 (n=3) | +11.00 [+8.52, +13.48] (n=3) |")
+    assert rows["| OPeN"].endswith("| 71.00 +- 1.00 (n=3) |  |")

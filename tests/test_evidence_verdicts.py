@@ -28,7 +28,8 @@ def test_readme_quotes_only_final_verdicts(ev, tmp_path):
     two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
     status = words.status(tmp_path)
     assert status.startswith("**Memorization (H1): supported.**") and "adjusted p <= " in status
-    assert status.endswith("The comparison with the best baseline is in progress.")
+    assert status.endswith("The comparison with the best baseline is in progress. Still training: the pilots part, "
+                           "the baselines part and the subsets part (RESULTS.md shows the runs finished so far).")
     baselines(tmp_path, evidence.MAIN, 0.82)
     status = words.status(tmp_path)
     assert "**Against the best baseline (H2): OPeN ahead.**" in status and "LA / BS (tau 1)" in status
@@ -104,6 +105,26 @@ def test_twin_moves_and_their_conclusion_only_where_it_holds(ev, tmp_path):
     assert "every method does worse" not in words.twin_moves(tmp_path, supported=False)
 
 
+def test_twin_moves_name_a_move_whose_interval_contains_0(ev, tmp_path):
+    """A lower mean is not "does worse": ERM's move with a spread across 0 is named as not resolved,
+    and the contrast is read as DRS losing more than OPeN where both lose."""
+    evidence, _, words = ev
+    two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
+    twin_m = evidence.CANDIDATES[evidence.MAIN][0]
+    for seed in range(5):  # ERM 0.9 points above the main cell, with a spread across 0
+        write(tmp_path, twin_m, "erm", seed, 0.79 + (0.02 if seed % 2 else -0.015))
+        write(tmp_path, twin_m, "drs", seed, 0.83, 0.94)
+        write(tmp_path, twin_m, "open", seed, 0.83, 0.94)
+        for m, acc in (("erm", 0.90), ("drs", 0.91), ("open", 0.91)):
+            write(tmp_path, evidence.LONG, m, seed, acc, 0.95)
+    text = words.twin_moves(tmp_path, supported=True)
+    assert "ERM -0.90 [-3.28, +1.48]" in text and "DRS -3.00 [-3.00, -3.00]" in text and "OPeN -0.96 [" in text
+    assert "every method does worse" not in text
+    assert "not every move is resolved: the interval of ERM's at n_max 1000 contains 0." in text
+    assert "DRS losing more there than OPeN does, not by OPeN gaining" in text
+    assert "not every move" not in words.twin_moves(tmp_path, supported=False)
+
+
 def test_h2_names_the_best_baseline_and_opens_gain_on_the_better_loss(ev, tmp_path):
     evidence, er, words = ev
     two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
@@ -134,6 +155,21 @@ def test_section_lists_the_deviations_and_quotes_same_numbers(ev, tmp_path, monk
     section = "\n".join(evidence_section.section(tmp_path))
     assert "### For users" in section and "### Deviations from the pre-registration" in section
     assert section.count("\n- **") >= len(evidence_section.DEVIATIONS) + 1
+    # The 2x2's runs complete the primary part, not the pilots (no DRS pilot of the other candidates).
+    assert "Complete: primary. Not finished, so incomplete and provisional: pilots (" in section
+    assert "pilots (4 of 8 runs), baselines (15 of 80 runs), subsets (0 of 32 runs)." in section
+
+
+def test_parts_done_counts_each_part_and_no_twins_is_not_complete(ev, tmp_path):
+    evidence, _, _ = ev
+    assert [(name, k) for name, k, _ in evidence.parts_done(tmp_path)] == [
+        ("pilots", 0), ("primary", 0), ("baselines", 0), ("subsets", 0)]
+    assert dict((name, n) for name, _, n in evidence.parts_done(tmp_path))["primary"] == 0  # no twins yet
+    two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
+    done = {name: (k, n) for name, k, n in evidence.parts_done(tmp_path)}
+    assert done["primary"][0] == done["primary"][1] > 0 and done["subsets"] == (0, 32)
+    assert "Still training: the pilots part, the baselines part and the subsets part" in \
+        __import__("evidence_verdicts").status(tmp_path)
 
 
 def test_same_numbers_compares_all_but_what_differs_between_identical_runs(ev, tmp_path):

@@ -127,6 +127,21 @@ def part(name: str, runs: Path, quiet: bool = False) -> list[RunSpec]:
     raise SystemExit(f"unknown part {name!r}; choose {', '.join(PARTS)} or all")
 
 
+def parts_done(runs: Path) -> list[tuple[str, int, int]]:
+    """``(part, finished runs, planned runs)`` for each training part of the study, in order.
+
+    A run two parts share (the main cell's seeds 0-4) counts in each. Before the twins are chosen
+    the primary part plans no run; it is shown as 0 of 0 and counts as not finished.
+    """
+    out = []
+    for name in PARTS:
+        if name == "choose":
+            continue
+        specs = part(name, runs, quiet=True)
+        out.append((name, sum(RunPaths(s.folder(runs)).eval.exists() for s in specs), len(specs)))
+    return out
+
+
 def planned(runs: Path) -> list[RunSpec]:
     """Every run of the study known so far (the primary part once the twins are chosen)."""
     specs = [s for name in PARTS if name != "choose" for s in part(name, runs, quiet=True)]

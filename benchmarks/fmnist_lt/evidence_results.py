@@ -141,10 +141,17 @@ def mean_std(vals: list[float]) -> str:
 
 
 # ----------------------------------------------------------------------------- quantities
-def gain(runs: Path, cell: str, seed: int, subset: int = 0, *, a: str = "open", b: str = "drs") -> float | None:
-    """``a - b`` in test top-1 points for one seed (and subset); None if either run is missing."""
-    x, y = top1(run_eval(runs, cell, a, seed, subset)), top1(run_eval(runs, cell, b, seed, subset))
+def gain(runs: Path, cell: str, seed: int, subset: int = 0, *, a: str = "open", b: str = "drs",
+         measure=top1) -> float | None:
+    """``a - b`` in points of ``measure`` (test top-1 unless told) for one seed (and subset); None if
+    either run is missing."""
+    x, y = measure(run_eval(runs, cell, a, seed, subset)), measure(run_eval(runs, cell, b, seed, subset))
     return None if x is None or y is None else x - y
+
+
+def seeds_of(runs: Path, cell: str, method: str, measure=top1, seeds=PRIMARY_SEEDS) -> list[float]:
+    """``measure`` of a cell's method over the seeds whose run is finished."""
+    return [v for v in (measure(run_eval(runs, cell, method, s)) for s in seeds) if v is not None]
 
 
 def contrast(runs: Path, high: str, low: str, seeds=PRIMARY_SEEDS) -> dict:
@@ -218,20 +225,22 @@ def pilots_lines(runs: Path) -> list[str]:
 def two_by_two_lines(runs: Path) -> list[str]:
     """The 2x2 of each data size and the manipulation checks (markdown lines)."""
     chosen = evidence.twins(runs)
-    rows = []
+    rows, minority = [], []
     for cell in (MAIN, chosen.get(MAIN), LONG, chosen.get(LONG)):
         if cell is None:
             continue
-        tops = {m: [v for v in (top1(run_eval(runs, cell, m, s)) for s in PRIMARY_SEEDS) if v is not None]
-                for m in ("erm", "drs", "open")}
         g = one_sample([v for v in (gain(runs, cell, s) for s in PRIMARY_SEEDS) if v is not None])
-        mem = [v for v in (train_minority(run_eval(runs, cell, "drs", s)) for s in PRIMARY_SEEDS) if v is not None]
-        rows.append([f"`{cell}`", mean_std(tops["erm"]), mean_std(tops["drs"]), mean_std(tops["open"]),
-                     f"{fmt(g['mean'])} {ci(g)}", mean_std(mem)])
+        rows.append([f"`{cell}`", *(mean_std(seeds_of(runs, cell, m)) for m in ("erm", "drs", "open")),
+                     f"{fmt(g['mean'])} {ci(g)}", mean_std(seeds_of(runs, cell, "drs", train_minority))])
+        minority.append([f"`{cell}`", *(mean_std(seeds_of(runs, cell, m, f)) for f in (train_minority, test_minority)
+                                        for m in ("drs", "open"))])
     lines = ["### The 2x2: memorization within one data size", "",
              "Test top-1 (%), seeds 0-4, mean +- std; OPeN - DRS paired by seed with its 95% t-interval "
              "(secondary); the DRS runs' minority-half training accuracy (%), the memorization they reach.", "",
-             *markdown_table(["cell", "ERM", "DRS", "OPeN", "OPeN - DRS", "DRS train, minority half"], rows), ""]
+             *markdown_table(["cell", "ERM", "DRS", "OPeN", "OPeN - DRS", "DRS train, minority half"], rows), "",
+             "The minority half in the same runs (secondary): accuracy (%) on the training images (un-augmented) "
+             "and on the test images of the half of the classes with the fewest training images.", "",
+             *markdown_table(["cell", "DRS train", "OPeN train", "DRS test", "OPeN test"], minority), ""]
     for cell, key in ((MAIN, MAIN), (LONG, LONG)):
         if key in chosen:
             m = manipulation(runs, cell, chosen[key], evidence.DIRECTION[key])
@@ -272,25 +281,32 @@ def primary_table(runs: Path) -> tuple[list[str], list[tuple[str, str, dict, flo
 
 def baselines_lines(runs: Path) -> list[str]:
     """The baselines table over seeds 0-9 and OPeN on each loss against that loss (markdown lines)."""
-    best, tops = best_baseline(runs)
+    best, _ = best_baseline(runs)
     rows = []
     for m in (*BASELINES, "open", *(f"open_{loss}" for loss in LOSSES)):
-        vals = [v for v in (top1(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
-        d = one_sample([g for g in (gain(runs, MAIN, s, b=m) for s in BASELINE_SEEDS) if g is not None]) \
-            if m in BASELINES else None
-        mine = [v for v in (test_minority(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
-        rows.append([LABELS[m] + (" (best)" if m == best else ""), mean_std(vals),
-                     "" if d is None else f"{fmt(d['mean'])} {ci(d)} (n={d['n']})", mean_std(mine)])
+        d, dm = ((one_sample([g for g in (gain(runs, MAIN, s, b=m, measure=f) for s in BASELINE_SEEDS)
+                              if g is not None]) for f in (top1, test_minority)) if m in BASELINES else (None, None))
+        rows.append([LABELS[m] + (" (best)" if m == best else ""),
+                     mean_std(seeds_of(runs, MAIN, m, top1, BASELINE_SEEDS)), _paired_cell(d),
+                     mean_std(seeds_of(runs, MAIN, m, test_minority, BASELINE_SEEDS)), _paired_cell(dm)])
     lines = ["### The baselines a user would pick (main cell, seeds 0-9)", "",
              "Test top-1 (%), mean +- std; OPeN minus each baseline paired by seed with its 95% t-interval "
-             "(secondary, except against the best: P3).", "",
-             *markdown_table(["method", "top-1", "OPeN - method", "minority half (test)"], rows), ""]
+             "(secondary, except against the best: P3); the same on the minority half (test accuracy of the half "
+             "of the classes with the fewest training images; secondary).", "",
+             *markdown_table(["method", "top-1", "OPeN - method", "minority half (test)",
+                              "OPeN - method, minority half"], rows), ""]
     for loss in LOSSES:
-        d = one_sample([g for g in (gain(runs, MAIN, s, a=f"open_{loss}", b=f"erm_{loss}") for s in BASELINE_SEEDS)
-                        if g is not None])
+        d, dm = (one_sample([g for g in (gain(runs, MAIN, s, a=f"open_{loss}", b=f"erm_{loss}", measure=f)
+                                         for s in BASELINE_SEEDS) if g is not None]) for f in (top1, test_minority))
         lines.append(f"- {LABELS['open_' + loss]} - {LABELS['erm_' + loss]}: {fmt(d['mean'])} {ci(d)} "
-                     f"over {d['n']} seed{'' if d['n'] == 1 else 's'} (secondary).")
+                     f"over {d['n']} seed{'' if d['n'] == 1 else 's'}; on the minority half {fmt(dm['mean'])} "
+                     f"{ci(dm)} (secondary).")
     return lines + [""]
+
+
+def _paired_cell(d: dict | None) -> str:
+    """A table cell for a paired difference: ``mean [lo, hi] (n=k)``, empty where none is made."""
+    return "" if d is None else f"{fmt(d['mean'])} {ci(d)} (n={d['n']})"
 
 
 def subsets_lines(runs: Path) -> list[str]:

@@ -19,9 +19,10 @@ SAME_NUMBERS = Path(__file__).resolve().parent / "same_numbers.json"  # written 
 # Where the study departs from PREREGISTRATION.md, and why; same_code() comes first.
 DEVIATIONS = (
     "**Holm's correction before the family is complete.** The pre-registration does not say how to "
-    "report P1 and P2 while P3 is missing. Until it is in, the adjusted p shown is 3 p, Bonferroni's "
-    "bound of Holm's (Holm's is never larger), and a verdict is called final only where that bound "
-    "already decides it and its quantity has all its seeds.",
+    "report P1 and P2 while P3 is missing. While one of the three lacks seeds, the adjusted p shown is "
+    "3 p, Bonferroni's bound of Holm's (Holm's is never larger), and a verdict is called final only where "
+    "that bound already decides it and its quantity has all its seeds; the README took up H1's verdict on "
+    "that rule before P3 was in. Once all three are in, the p shown is Holm's.",
     "**Two readings of the support rule** that the pre-registration leaves open. A contrast both above 0 "
     "after Holm and inside +-1 point is read as above 0 (significance first), so it supports H1. A data "
     "size whose manipulation check failed is uninformative (as the manipulation check's paragraph says), so "
@@ -65,6 +66,8 @@ def section(runs: Path) -> list[str]:
     """The RESULTS.md section of the pre-registered evidence study (markdown lines)."""
     specs = evidence.planned(runs)
     done = sum(RunPaths(s.folder(runs)).eval.exists() for s in specs)
+    progress = evidence.parts_done(runs)
+    unfinished = [f"{name} ({k} of {n} runs)" for name, k, n in progress if not 0 < n == k]
     head = ["## Pre-registered evidence study", "",
             "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
             "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",
@@ -72,7 +75,9 @@ def section(runs: Path) -> list[str]:
             "seeds 0-4 of the regime study count among them, as the baselines part reuses them; the long cell's "
             "seeds 0-2 do not)"
             + ("" if evidence.twins(runs) else "; the twins' runs are planned once the pilots are in")
-            + ("." if done == len(specs) else ": what follows is incomplete and provisional."), ""]
+            + ("." if not unfinished else
+               ". Complete: " + (", ".join(name for name, k, n in progress if 0 < n == k) or "none")
+               + ". Not finished, so incomplete and provisional: " + ", ".join(unfinished) + "."), ""]
     prim_lines, prim = er.primary_table(runs)
     return [*head, *er.pilots_lines(runs), *er.two_by_two_lines(runs), *prim_lines, *er.baselines_lines(runs),
             *er.subsets_lines(runs), *evidence_verdicts.for_users(runs, prim), *er.code_lines(runs),
