@@ -130,8 +130,9 @@ def part(name: str, runs: Path, quiet: bool = False) -> list[RunSpec]:
 def parts_done(runs: Path) -> list[tuple[str, int, int]]:
     """``(part, finished runs, planned runs)`` for each training part of the study, in order.
 
-    A run two parts share (the main cell's seeds 0-4) counts in each. Before the twins are chosen
-    the primary part plans no run; it is shown as 0 of 0 and counts as not finished.
+    A run two parts share (the chosen twins' ERM and DRS of seed 0 are pilots and primary runs)
+    counts in each, so the parts add up to more than :func:`planned`. Before the twins are chosen
+    the primary part plans no run (0 of 0), which counts as not finished.
     """
     out = []
     for name in PARTS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import evidence
@@ -32,6 +33,7 @@ FAMILY = 3  # P1, P2, P3
 LABELS = {"erm": "ERM", "rs": "RS", "drs": "DRS", "open": "OPeN", "erm_logit_adjust": "LA / BS (tau 1)",
           "erm_ldam_drw": "LDAM-DRW", "open_logit_adjust": "OPeN on LA / BS", "open_ldam_drw": "OPeN on LDAM-DRW"}
 BASELINES = ("erm", "rs", "drs", "erm_logit_adjust", "erm_ldam_drw")
+Measure = Callable[[dict | None], float | None]  # a run's eval.json -> points (top1, test_minority, ...)
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -142,14 +144,15 @@ def mean_std(vals: list[float]) -> str:
 
 # ----------------------------------------------------------------------------- quantities
 def gain(runs: Path, cell: str, seed: int, subset: int = 0, *, a: str = "open", b: str = "drs",
-         measure=top1) -> float | None:
+         measure: Measure = top1) -> float | None:
     """``a - b`` in points of ``measure`` (test top-1 unless told) for one seed (and subset); None if
     either run is missing."""
     x, y = measure(run_eval(runs, cell, a, seed, subset)), measure(run_eval(runs, cell, b, seed, subset))
     return None if x is None or y is None else x - y
 
 
-def seeds_of(runs: Path, cell: str, method: str, measure=top1, seeds=PRIMARY_SEEDS) -> list[float]:
+def seeds_of(runs: Path, cell: str, method: str, measure: Measure = top1,
+             seeds: tuple[int, ...] = PRIMARY_SEEDS) -> list[float]:
     """``measure`` of a cell's method over the seeds whose run is finished."""
     return [v for v in (measure(run_eval(runs, cell, method, s)) for s in seeds) if v is not None]
 

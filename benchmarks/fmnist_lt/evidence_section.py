@@ -35,7 +35,9 @@ DEVIATIONS = (
     "which `tests/engine/test_cli_train.py` checks); the wall time logged for those runs is off, the "
     "numbers are not.",
     "**Exploratory additions.** The paragraph for users adds how each twin moved every method's "
-    "top-1 and which method has the highest mean; neither was pre-registered, and they carry no test.",
+    "top-1 (paired by seed, with 95% intervals not corrected for their number), the reading of the "
+    "contrast as OPeN's move minus DRS's, and which method has the highest mean; none was "
+    "pre-registered, and no verdict rests on them.",
 )
 
 
@@ -67,7 +69,8 @@ def section(runs: Path) -> list[str]:
     specs = evidence.planned(runs)
     done = sum(RunPaths(s.folder(runs)).eval.exists() for s in specs)
     progress = evidence.parts_done(runs)
-    unfinished = [f"{name} ({k} of {n} runs)" for name, k, n in progress if not 0 < n == k]
+    unfinished = [f"{name} ({k} of {n} runs)" if n else f"{name} (planned once the twins are chosen)"
+                  for name, k, n in progress if not 0 < n == k]
     head = ["## Pre-registered evidence study", "",
             "Hypotheses, comparisons and analysis: [PREREGISTRATION.md](PREREGISTRATION.md), committed before any "
             "of these runs finished. Trained by `benchmarks/fmnist_lt/evidence.py`.", "",
