@@ -132,6 +132,32 @@ def test_twin_moves_name_a_move_whose_interval_contains_0(ev, tmp_path):
     assert "because DRS loses more" not in text  # OPeN's own loss is not resolved: no reading of the contrast
 
 
+def test_in_short_states_the_final_verdicts_whichever_way_they_fall(ev, tmp_path):
+    evidence, er, words = ev
+    two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
+    assert words.in_short(tmp_path, er.primary_table(tmp_path)[1]) == ""  # H2 not final yet
+    baselines(tmp_path, evidence.MAIN, 0.82)  # OPeN (82) ahead of every baseline; LA / BS the best (80.5)
+    text = words.in_short(tmp_path, er.primary_table(tmp_path)[1])
+    assert text.startswith("**In short**, on data like the main cell's (seeds 0-9): OPeN is the better pick: it is "
+                           "ahead of the best other method, LA / BS (tau 1) (H2). OPeN is ahead of ERM, RS, DRS and "
+                           "LDAM-DRW (secondary). Adding OPeN to LA / BS (tau 1) raises its top-1 (+0.95 points, "
+                           "secondary). ")
+    assert text.endswith("That memorization drives OPeN's gain over DRS: supported (H1).")
+    assert words.status(tmp_path).startswith(text) and "\n" + text in "\n".join(words.for_users(tmp_path, [
+        *er.primary_table(tmp_path)[1]]))
+    behind = tmp_path / "behind"
+    behind.mkdir()
+    two_by_two(evidence, behind, gain_main=2.0, gain_long_twin=0.0)  # P2 is 0: H1 only partly supported
+    baselines(behind, evidence.MAIN, 0.82, losses={"logit_adjust": 0.85, "ldam_drw": 0.815})
+    for seed in range(10):  # adding OPeN to LA / BS lowers it by 2 points
+        write(behind, evidence.MAIN, "open_logit_adjust", seed, 0.83 + 0.001 * seed)
+    text = words.in_short(behind, er.primary_table(behind)[1])
+    assert "LA / BS (tau 1) is the better pick: OPeN is behind it (H2)." in text
+    assert "OPeN is ahead of ERM, RS, DRS and LDAM-DRW (secondary)." in text
+    assert "Adding OPeN to LA / BS (tau 1) lowers its top-1 (-1." in text
+    assert text.endswith("That memorization drives OPeN's gain over DRS: partly supported (H1).")
+
+
 def test_h2_names_the_best_baseline_and_opens_gain_on_the_better_loss(ev, tmp_path):
     evidence, er, words = ev
     two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)

@@ -141,6 +141,53 @@ def twin_moves(runs: Path, supported: bool = False) -> str:
             + "; ".join(parts) + "." + tail)
 
 
+def _tops(runs: Path) -> dict[str, list[float]]:
+    """Main-cell test top-1 over seeds 0-9 of every method trained there with all ten seeds."""
+    tops = {m: [er.top1(er.run_eval(runs, MAIN, m, k)) for k in BASELINE_SEEDS]
+            for m in (*er.BASELINES, "open", *(f"open_{loss}" for loss in LOSSES))}
+    return {m: v for m, v in tops.items() if None not in v}
+
+
+def _on_better_loss(runs: Path) -> tuple[str, dict] | None:
+    """``(the loss with the higher mean, OPeN on it - it over seeds 0-9)``, None until all are in."""
+    tops = _tops(runs)
+    if any(f"erm_{loss}" not in tops for loss in LOSSES):
+        return None
+    loss = max((f"erm_{x}" for x in LOSSES), key=lambda m: statistics.fmean(tops[m]))
+    d = er.one_sample([g for g in (er.gain(runs, MAIN, k, a="open" + loss[3:], b=loss) for k in BASELINE_SEEDS)
+                       if g is not None])
+    return (loss, d) if d["n"] == len(BASELINE_SEEDS) else None
+
+
+def in_short(runs: Path, prim: list[tuple]) -> str:
+    """The bottom line for a user, from final verdicts only ("" until H1 and H2 are both final): which
+    method to pick on data like the main cell's, where OPeN stands against every other baseline
+    (secondary), what adding it to the better loss does, and H1's verdict."""
+    (w1, _), (w2, _) = h1(runs, prim), h2(runs, prim)
+    if "incomplete" in (w1, w2):
+        return ""
+    best, _ = er.best_baseline(runs)
+    label = er.LABELS[best]
+    lead = {"OPeN ahead": f"OPeN is the better pick: it is ahead of the best other method, {label}",
+            "OPeN behind": f"{label} is the better pick: OPeN is behind it"}.get(
+        w2, f"OPeN is equivalent to {label} within +-1 point" if w2.startswith("equivalent")
+        else f"OPeN is not resolved against {label}, the best other method")
+    groups: dict[str, list[str]] = {}
+    for m in er.BASELINES:
+        if m != best:
+            d = er.one_sample([g for g in (er.gain(runs, MAIN, k, b=m) for k in BASELINE_SEEDS) if g is not None])
+            groups.setdefault(standing(d, "ahead of", "behind", "not measured against"), []).append(er.LABELS[m])
+    others = ", and ".join(f"{word}{' against' if word == 'not resolved' else ''} {_and(names)}"
+                           for word, names in groups.items())
+    text = f"**In short**, on data like the main cell's (seeds 0-9): {lead} (H2). OPeN is {others} (secondary)."
+    on_loss = _on_better_loss(runs)
+    if on_loss is not None:
+        loss, d = on_loss
+        effect = {"ahead": "raises", "behind": "lowers"}.get(standing(d), "does not resolvably change")
+        text += f" Adding OPeN to {er.LABELS[loss]} {effect} its top-1 ({er.fmt(d['mean'])} points, secondary)."
+    return text + f" That memorization drives OPeN's gain over DRS: {w1} (H1)."
+
+
 def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
     """``(verdict, sentence)`` for H2 (P3) and the secondary comparisons a user weighs with it."""
     name, what, s, p_adj, v = next(r for r in prim if r[0] == "P3")
@@ -150,17 +197,12 @@ def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
     text = (f"**Against the best baseline (H2): {v}.** The best baseline in the main cell is "
             f"{er.LABELS[best]}; OPeN − {er.LABELS[best]} is {er.fmt(s['mean'])} points {er.ci(s)} over "
             f"{s['n']} seeds (Holm p {p_adj:.4f}).")
-    tops = {m: [er.top1(er.run_eval(runs, MAIN, m, k)) for k in BASELINE_SEEDS]
-            for m in (*er.BASELINES, "open", *(f"open_{loss}" for loss in LOSSES))}
-    tops = {m: v for m, v in tops.items() if None not in v}  # methods with all ten seeds
-    losses = [loss for loss in LOSSES if f"erm_{loss}" in tops]
-    if len(losses) == len(LOSSES):
-        loss = max(losses, key=lambda x: statistics.fmean(tops[f"erm_{x}"]))
-        d = er.one_sample([g for g in (er.gain(runs, MAIN, k, a=f"open_{loss}", b=f"erm_{loss}")
-                                       for k in BASELINE_SEEDS) if g is not None])
-        if d["n"] == len(BASELINE_SEEDS):
-            text += (f" OPeN added to the better loss, {er.LABELS['erm_' + loss]}: {er.fmt(d['mean'])} "
-                     f"{er.ci(d)} over it (secondary, {standing(d, missing='incomplete')}).")
+    tops = _tops(runs)
+    on_loss = _on_better_loss(runs)
+    if on_loss is not None:
+        loss, d = on_loss
+        text += (f" OPeN added to the better loss, {er.LABELS[loss]}: {er.fmt(d['mean'])} "
+                 f"{er.ci(d)} over it (secondary, {standing(d, missing='incomplete')}).")
     if tops:
         top = max(tops, key=lambda m: statistics.fmean(tops[m]))
         text += (f" The highest mean top-1 of the methods trained there with all ten seeds is {er.LABELS[top]}'s, "
@@ -191,7 +233,7 @@ def for_users(runs: Path, prim: list[tuple]) -> list[str]:
     """The paragraph for users: each verdict whichever way it falls, then what qualifies it."""
     w1, s1 = h1(runs, prim)
     moves = "" if w1 == "incomplete" else twin_moves(runs, supported=w1 == "supported")
-    body = [s1, moves, h2(runs, prim)[1], subsets(runs)]
+    body = [in_short(runs, prim), s1, moves, h2(runs, prim)[1], subsets(runs)]
     return ["### For users", "", " ".join(x for x in body if x), ""]
 
 
@@ -208,7 +250,7 @@ def status(runs: Path) -> str:
     if w1 == "incomplete" and w2 == "incomplete":
         return "It is in progress; RESULTS.md shows the runs finished so far."
     unfinished = [f"the {name} part" for name, k, n in evidence.parts_done(runs) if not 0 < n == k]
-    parts = [s1 if w1 != "incomplete" else "The memorization test is in progress.",
+    parts = [in_short(runs, prim), s1 if w1 != "incomplete" else "The memorization test is in progress.",
              twin_moves(runs, supported=w1 == "supported") if w1 != "incomplete" else "",
              s2 if w2 != "incomplete" else "The comparison with the best baseline is in progress.",
              f"Still training: {_and(unfinished)} (RESULTS.md shows the runs finished so far)." if unfinished else ""]
