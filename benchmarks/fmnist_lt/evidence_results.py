@@ -169,8 +169,7 @@ def contrast(runs: Path, high: str, low: str, seeds=PRIMARY_SEEDS) -> dict:
 
 def best_baseline(runs: Path) -> tuple[str | None, dict[str, list[float]]]:
     """The baseline with the highest mean top-1 over seeds 0-9 (needs all ten seeds of each)."""
-    tops = {m: [v for v in (top1(run_eval(runs, MAIN, m, s)) for s in BASELINE_SEEDS) if v is not None]
-            for m in BASELINES}
+    tops = {m: seeds_of(runs, MAIN, m, seeds=BASELINE_SEEDS) for m in BASELINES}
     if any(len(v) < len(BASELINE_SEEDS) for v in tops.values()):
         return None, tops
     return max(BASELINES, key=lambda m: statistics.fmean(tops[m])), tops

@@ -143,9 +143,9 @@ def twin_moves(runs: Path, supported: bool = False) -> str:
 
 def _tops(runs: Path) -> dict[str, list[float]]:
     """Main-cell test top-1 over seeds 0-9 of every method trained there with all ten seeds."""
-    tops = {m: [er.top1(er.run_eval(runs, MAIN, m, k)) for k in BASELINE_SEEDS]
+    tops = {m: er.seeds_of(runs, MAIN, m, seeds=BASELINE_SEEDS)
             for m in (*er.BASELINES, "open", *(f"open_{loss}" for loss in LOSSES))}
-    return {m: v for m, v in tops.items() if None not in v}
+    return {m: v for m, v in tops.items() if len(v) == len(BASELINE_SEEDS)}
 
 
 def _on_better_loss(runs: Path) -> tuple[str, dict] | None:
@@ -176,9 +176,9 @@ def in_short(runs: Path, prim: list[tuple]) -> str:
     for m in er.BASELINES:
         if m != best:
             d = er.one_sample([g for g in (er.gain(runs, MAIN, k, b=m) for k in BASELINE_SEEDS) if g is not None])
-            groups.setdefault(standing(d, "ahead of", "behind", "not measured against"), []).append(er.LABELS[m])
-    others = ", and ".join(f"{word}{' against' if word == 'not resolved' else ''} {_and(names)}"
-                           for word, names in groups.items())
+            word = standing(d, "ahead of", "behind", "not measured against", "not resolved against")
+            groups.setdefault(word, []).append(er.LABELS[m])
+    others = ", and ".join(f"{word} {_and(names)}" for word, names in groups.items())
     text = f"**In short**, on data like the main cell's (seeds 0-9): {lead} (H2). OPeN is {others} (secondary)."
     on_loss = _on_better_loss(runs)
     if on_loss is not None:

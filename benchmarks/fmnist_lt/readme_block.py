@@ -35,8 +35,7 @@ def _d(d: dict | None) -> str:
 
 def _vs(d: dict | None) -> str:
     """How OPeN stands against another method: "ahead of", "behind" or "not resolved against"."""
-    return {"ahead": "ahead of", "behind": "behind", "not resolved": "not resolved against"}.get(
-        standing(d), "not measured against")
+    return standing(d, "ahead of", "behind", "not measured against", "not resolved against")
 
 
 def _mean(s: Study, cell: str, method: str, key: str) -> str:

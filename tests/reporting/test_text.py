@@ -40,6 +40,7 @@ def test_standing_words_the_same_rule_for_a_sentence():
     assert [standing(mean_interval(v), "DRS ahead", "DRS behind", "incomplete") for v in cases] == [
         "DRS ahead", "DRS behind", "not resolved", "incomplete"]
     assert standing(None) == "not measured"
+    assert standing(mean_interval(cases[2]), unresolved="not resolved against") == "not resolved against"
 
 
 def test_verdict_of_a_paired_difference_uses_only_shared_seeds():

@@ -61,15 +61,15 @@ def verdict_word(d: Mapping[str, Any] | None) -> str | None:
 
 
 def standing(d: Mapping[str, Any] | None, ahead: str = "ahead", behind: str = "behind",
-             missing: str = "not measured") -> str:
+             missing: str = "not measured", unresolved: str = "not resolved") -> str:
     """Where ``a`` stands against ``b`` in words, from the 95% interval of ``a - b``.
 
-    ``ahead`` when the interval lies above 0, ``behind`` when it lies below 0, ``not resolved``
+    ``ahead`` when the interval lies above 0, ``behind`` when it lies below 0, ``unresolved``
     when it contains 0, ``missing`` with fewer than two paired seeds (no interval): the same rule
     as :func:`verdict_word`, in the words a sentence about a method needs.
     """
     word = verdict_word(d)
-    return missing if word is None else {"holds": ahead, "reversed": behind}.get(word, word)
+    return missing if word is None else {"holds": ahead, "reversed": behind}.get(word, unresolved)
 
 
 def verdict(d: Mapping[str, Any] | None) -> str:
