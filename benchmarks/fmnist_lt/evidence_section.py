@@ -34,6 +34,12 @@ DEVIATIONS = (
     "and one run was stopped (SIGTERM) and resumed from its checkpoint (resuming continues bit for bit, "
     "which `tests/engine/test_cli_train.py` checks); the wall time logged for those runs is off, the "
     "numbers are not.",
+    "**One run finished outside `evidence.py`.** `fmnist_lt_r100_long_sub13/open_s0` was stopped (SIGTERM) at "
+    "epoch 196 when a working session ended and was finished by the command `evidence.py` had logged for it, "
+    "with `--resume auto`, run by hand from the same fixed worktree with the same 2 threads (its eval.json "
+    "records the commit, a clean tree and the thread count). `study_log.jsonl` therefore has no line for "
+    "it, and the study's wall time leaves it out; its numbers are those of an uninterrupted run, as resuming "
+    "continues bit for bit.",
     "**Exploratory additions.** The paragraph for users adds how each twin moved every method's "
     "top-1 (paired by seed, with 95% intervals not corrected for their number), the reading of the "
     "contrast as OPeN's move minus DRS's, and which method has the highest mean; none was "
