@@ -224,7 +224,8 @@ def subsets(runs: Path) -> str:
             d = er.one_sample(by_subset)
             word = standing(d, missing="incomplete")
             diffs.append(f"OPeN − {er.LABELS[other]} {er.fmt(d['mean'])} {er.ci(d)} ({word}; std "
-                         f"{d['std']:.2f} over subsets against {statistics.stdev(by_seed):.2f} over seeds)")
+                         f"{d['std']:.2f} over {len(by_subset)} subsets against {statistics.stdev(by_seed):.2f} "
+                         f"over {len(by_seed)} seeds)")
         parts.append(f"at {size}, " + ", ".join(diffs))
     return ("**The subset** (secondary, seed 0 on five long-tailed subsets): " + "; ".join(parts) + ".")
 
