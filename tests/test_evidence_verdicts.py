@@ -265,3 +265,14 @@ def test_subsets_wait_for_every_subset_and_compare_both_spreads(ev, tmp_path):
     assert text.startswith("**The subset** (secondary") and text.count("over 5 subsets against") == 4
     assert "OPeN − DRS +1.04 [" in text and "std 0.30 over 5 subsets against 0.16 over 5 seeds" in text
     assert text.endswith("against 0.10 over 3 seeds).")  # each spread says how many seeds it is over
+
+
+def test_against_rs_waits_for_ten_seeds_of_both_pairs(ev, tmp_path):
+    evidence, _, words = ev
+    two_by_two(evidence, tmp_path, gain_main=2.0, gain_long_twin=2.0)
+    baselines(tmp_path, evidence.MAIN, 0.82)
+    text = words.against_rs(tmp_path)
+    assert text.startswith(" Over the evidence study's seeds 0-9 there, OPeN − RS is +")
+    assert text.endswith("and DRS − RS +1.00 [+1.00, +1.00] (DRS ahead).")
+    (tmp_path / evidence.MAIN / "rs_s9" / "eval.json").unlink()  # one pair short: no sentence
+    assert words.against_rs(tmp_path) == ""

@@ -151,6 +151,12 @@ def gain(runs: Path, cell: str, seed: int, subset: int = 0, *, a: str = "open", 
     return None if x is None or y is None else x - y
 
 
+def paired_gain(runs: Path, cell: str, seeds: tuple[int, ...], *, a: str = "open", b: str = "drs",
+                measure: Measure = top1) -> dict:
+    """:func:`one_sample` of ``a - b`` (:func:`gain`) over the seeds where both runs are finished."""
+    return one_sample([g for g in (gain(runs, cell, s, a=a, b=b, measure=measure) for s in seeds) if g is not None])
+
+
 def seeds_of(runs: Path, cell: str, method: str, measure: Measure = top1,
              seeds: tuple[int, ...] = PRIMARY_SEEDS) -> list[float]:
     """``measure`` of a cell's method over the seeds whose run is finished."""
@@ -181,8 +187,7 @@ def primary(runs: Path) -> list[tuple[str, str, dict]]:
     p1 = contrast(runs, MAIN, chosen[MAIN]) if MAIN in chosen else one_sample([])
     p2 = contrast(runs, chosen[LONG], LONG) if LONG in chosen else one_sample([])
     best, _ = best_baseline(runs)
-    p3 = one_sample([g for g in (gain(runs, MAIN, s, b=best) for s in BASELINE_SEEDS) if g is not None]) \
-        if best else one_sample([])
+    p3 = paired_gain(runs, MAIN, BASELINE_SEEDS, b=best) if best else one_sample([])
     return [("P1", f"n_max 1000: (OPeN - DRS)[{MAIN}] - (OPeN - DRS)[{chosen.get(MAIN, 'twin')}]", p1),
             ("P2", f"n_max 6000: (OPeN - DRS)[{chosen.get(LONG, 'twin')}] - (OPeN - DRS)[{LONG}]", p2),
             ("P3", f"main cell: OPeN - best baseline ({LABELS.get(best, 'not known yet')})", p3)]
@@ -231,7 +236,7 @@ def two_by_two_lines(runs: Path) -> list[str]:
     for cell in (MAIN, chosen.get(MAIN), LONG, chosen.get(LONG)):
         if cell is None:
             continue
-        g = one_sample([v for v in (gain(runs, cell, s) for s in PRIMARY_SEEDS) if v is not None])
+        g = paired_gain(runs, cell, PRIMARY_SEEDS)
         rows.append([f"`{cell}`", *(mean_std(seeds_of(runs, cell, m)) for m in ("erm", "drs", "open")),
                      f"{fmt(g['mean'])} {ci(g)}", mean_std(seeds_of(runs, cell, "drs", train_minority))])
         minority.append([f"`{cell}`", *(mean_std(seeds_of(runs, cell, m, f)) for f in (train_minority, test_minority)
@@ -286,8 +291,8 @@ def baselines_lines(runs: Path) -> list[str]:
     best, _ = best_baseline(runs)
     rows = []
     for m in (*BASELINES, "open", *(f"open_{loss}" for loss in LOSSES)):
-        d, dm = ((one_sample([g for g in (gain(runs, MAIN, s, b=m, measure=f) for s in BASELINE_SEEDS)
-                              if g is not None]) for f in (top1, test_minority)) if m in BASELINES else (None, None))
+        d, dm = ((paired_gain(runs, MAIN, BASELINE_SEEDS, b=m, measure=f) for f in (top1, test_minority))
+                 if m in BASELINES else (None, None))
         rows.append([LABELS[m] + (" (best)" if m == best else ""),
                      mean_std(seeds_of(runs, MAIN, m, top1, BASELINE_SEEDS)), _paired_cell(d),
                      mean_std(seeds_of(runs, MAIN, m, test_minority, BASELINE_SEEDS)), _paired_cell(dm)])
@@ -298,8 +303,8 @@ def baselines_lines(runs: Path) -> list[str]:
              *markdown_table(["method", "top-1", "OPeN - method", "minority half (test)",
                               "OPeN - method, minority half"], rows), ""]
     for loss in LOSSES:
-        d, dm = (one_sample([g for g in (gain(runs, MAIN, s, a=f"open_{loss}", b=f"erm_{loss}", measure=f)
-                                         for s in BASELINE_SEEDS) if g is not None]) for f in (top1, test_minority))
+        d, dm = (paired_gain(runs, MAIN, BASELINE_SEEDS, a=f"open_{loss}", b=f"erm_{loss}", measure=f)
+                 for f in (top1, test_minority))
         lines.append(f"- {LABELS['open_' + loss]} - {LABELS['erm_' + loss]}: {fmt(d['mean'])} {ci(d)} "
                      f"over {d['n']} seed{'' if d['n'] == 1 else 's'}; on the minority half {fmt(dm['mean'])} "
                      f"{ci(dm)} (secondary).")
@@ -311,14 +316,20 @@ def _paired_cell(d: dict | None) -> str:
     return "" if d is None else f"{fmt(d['mean'])} {ci(d)} (n={d['n']})"
 
 
+def over_subsets(runs: Path, cell: str, other: str) -> tuple[list[float | None], list[float]]:
+    """OPeN - ``other`` for seed 0 on each subset (0, 10-13; None where a run is missing), and the
+    same over seeds 0-4 on subset 0 (finished pairs only)."""
+    by_seed = [g for g in (gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS) if g is not None]
+    return [gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)], by_seed
+
+
 def subsets_lines(runs: Path) -> list[str]:
     """OPeN - DRS and OPeN - RS over the subsets, with both spreads (markdown lines)."""
     rows = []
     for cell in (MAIN, LONG):
         for other in ("drs", "rs"):
-            by_subset = [g for g in (gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)) if g is not None]
-            by_seed = [g for g in (gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS) if g is not None]
-            d = one_sample(by_subset)
+            by_subset, by_seed = over_subsets(runs, cell, other)
+            d = one_sample([g for g in by_subset if g is not None])
             rows.append([f"`{cell}`", f"OPeN - {LABELS[other]}", f"{fmt(d['mean'])} {ci(d)}", str(d["n"]),
                          fmt(d["std"], False),
                          fmt(statistics.stdev(by_seed) if len(by_seed) > 1 else None, False) + f" (n={len(by_seed)})"])

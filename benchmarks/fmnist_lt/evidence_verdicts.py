@@ -21,7 +21,7 @@ from pathlib import Path
 
 import evidence
 import evidence_results as er
-from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS, SUBSETS
+from evidence import BASELINE_SEEDS, LONG, LOSSES, MAIN, PRIMARY_SEEDS
 
 from purenoise.reporting.text import standing
 
@@ -154,8 +154,7 @@ def _on_better_loss(runs: Path) -> tuple[str, dict] | None:
     if any(f"erm_{loss}" not in tops for loss in LOSSES):
         return None
     loss = max((f"erm_{x}" for x in LOSSES), key=lambda m: statistics.fmean(tops[m]))
-    d = er.one_sample([g for g in (er.gain(runs, MAIN, k, a="open" + loss[3:], b=loss) for k in BASELINE_SEEDS)
-                       if g is not None])
+    d = er.paired_gain(runs, MAIN, BASELINE_SEEDS, a="open" + loss[3:], b=loss)
     return (loss, d) if d["n"] == len(BASELINE_SEEDS) else None
 
 
@@ -175,7 +174,7 @@ def in_short(runs: Path, prim: list[tuple]) -> str:
     groups: dict[str, list[str]] = {}
     for m in er.BASELINES:
         if m != best:
-            d = er.one_sample([g for g in (er.gain(runs, MAIN, k, b=m) for k in BASELINE_SEEDS) if g is not None])
+            d = er.paired_gain(runs, MAIN, BASELINE_SEEDS, b=m)
             word = standing(d, "ahead of", "behind", "not measured against", "not resolved against")
             groups.setdefault(word, []).append(er.LABELS[m])
     others = ", and ".join(f"{word} {_and(names)}" for word, names in groups.items())
@@ -216,9 +215,7 @@ def subsets(runs: Path) -> str:
     for size, cell in (("n_max 1000", MAIN), ("n_max 6000", LONG)):
         diffs = []
         for other in ("drs", "rs"):
-            by_subset = [er.gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)]
-            by_seed = [er.gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS]
-            by_seed = [g for g in by_seed if g is not None]
+            by_subset, by_seed = er.over_subsets(runs, cell, other)
             if None in by_subset or len(by_seed) < 2:
                 return "The subsets are not finished."
             d = er.one_sample(by_subset)
@@ -228,6 +225,17 @@ def subsets(runs: Path) -> str:
                          f"over {len(by_seed)} seeds)")
         parts.append(f"at {size}, " + ", ".join(diffs))
     return ("**The subset** (secondary, seed 0 on five long-tailed subsets): " + "; ".join(parts) + ".")
+
+
+def against_rs(runs: Path) -> str:
+    """Secondary, for the README's RS line: OPeN - RS and DRS - RS in the main cell over seeds 0-9
+    ("" until all ten pairs of both are in)."""
+    d = {a: er.paired_gain(runs, MAIN, BASELINE_SEEDS, a=a, b="rs") for a in ("open", "drs")}
+    if any(x["n"] < len(BASELINE_SEEDS) for x in d.values()):
+        return ""
+    return (f" Over the evidence study's seeds 0-9 there, OPeN − RS is {er.fmt(d['open']['mean'])} "
+            f"{er.ci(d['open'])} ({standing(d['open'])}) and DRS − RS {er.fmt(d['drs']['mean'])} {er.ci(d['drs'])} "
+            f"({standing(d['drs'], 'DRS ahead', 'DRS behind')}).")
 
 
 def for_users(runs: Path, prim: list[tuple]) -> list[str]:
@@ -268,7 +276,7 @@ def twin_findings(runs: Path) -> list[dict]:
     cells = []
     for cell in evidence.twins(runs).values():
         drs = [er.run_eval(runs, cell, "drs", s) for s in PRIMARY_SEEDS]
-        d = er.one_sample([g for g in (er.gain(runs, cell, s) for s in PRIMARY_SEEDS) if g is not None])
+        d = er.paired_gain(runs, cell, PRIMARY_SEEDS)
         if None in drs or d["n"] < len(PRIMARY_SEEDS):
             continue
         train = [er.train_minority(e) for e in drs]
