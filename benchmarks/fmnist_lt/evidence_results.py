@@ -336,7 +336,7 @@ def subsets_lines(runs: Path) -> list[str]:
     return ["### The long-tailed subset (secondary)", "",
             "Seed 0 on the subsets `subset_seed` 0 (the standard one), 10, 11, 12 and 13: the difference over "
             "subsets with its 95% t-interval, and the subset-to-subset std next to the seed-to-seed std (seeds "
-            "0-4 on subset 0). Each subset has one training seed, so the spread over subsets holds the "
+            "0-4 on subset 0, or the seeds trained there: n says how many). Each subset has one training seed, so the spread over subsets holds the "
             "seed-to-seed spread as well as the subset-to-subset one.", "",
             *markdown_table(["cell", "difference", "mean over subsets", "subsets", "std over subsets",
                              "std over seeds"], rows), ""]

@@ -34,12 +34,13 @@ DEVIATIONS = (
     "and one run was stopped (SIGTERM) and resumed from its checkpoint (resuming continues bit for bit, "
     "which `tests/engine/test_cli_train.py` checks); the wall time logged for those runs is off, the "
     "numbers are not.",
-    "**One run finished outside `evidence.py`.** `fmnist_lt_r100_long_sub13/open_s0` was stopped (SIGTERM) at "
-    "epoch 196 when a working session ended and was finished by the command `evidence.py` had logged for it, "
-    "with `--resume auto`, run by hand from the same fixed worktree with the same 2 threads (its eval.json "
-    "records the commit, a clean tree and the thread count). `study_log.jsonl` therefore has no line for "
-    "it, and the study's wall time leaves it out; its numbers are those of an uninterrupted run, as resuming "
-    "continues bit for bit.",
+    "**One run finished outside `evidence.py`.** When a working session ended, `evidence.py` and "
+    "`fmnist_lt_r100_long_sub13/open_s0` were stopped (SIGTERM) near the run's end (the run printed that it "
+    "saved a resumable checkpoint at epoch 196 of 200). It was finished from that checkpoint by `purenoise "
+    "train ... --resume auto`, run by hand from the same fixed worktree with the same 2 threads (its eval.json "
+    "records the commit, a clean tree and the thread count). As `evidence.py` was stopped with it, "
+    "`study_log.jsonl` has no line for either part of the run, and the study's wall time leaves both out; "
+    "its numbers are those of an uninterrupted run, as resuming continues bit for bit.",
     "**One seed-to-seed spread over 3 seeds.** The pre-registration sets the subsets' seed-to-seed "
     "standard deviation over seeds 0-4 on subset 0, but its plan trains RS in the long cell only on the "
     "regime study's seeds 0-2 (its new long-cell seeds 3-4 are ERM, DRS and OPeN), so the long cell's "

@@ -44,8 +44,8 @@ def _mean(s: Study, cell: str, method: str, key: str) -> str:
 
 
 def _seeds(d: dict | None) -> str:
-    """``, k seeds`` for a paired difference, empty without one."""
-    return "" if d is None else f", {d['n']} seeds"
+    """``, k seeds`` (the pairs behind a paired difference), empty without a difference."""
+    return "" if d is None else f", {d['n']} seed{'' if d['n'] == 1 else 's'}"
 
 
 def render(s: Study) -> list[str]:
@@ -79,8 +79,9 @@ def render(s: Study) -> list[str]:
         f"- **RS.** OPeN > RS follows from the paper's Table 1 (RS 75.1, OPeN 84.6 on CIFAR-10-LT), and "
         f"so does DRS > RS. In the main cell OPeN − RS is {_d(g(MAIN, 'open', 'rs'))} "
         f"({standing(g(MAIN, 'open', 'rs'))}{_seeds(g(MAIN, 'open', 'rs'))}) and DRS − RS {_d(g(MAIN, 'drs', 'rs'))} "
-        f"({standing(g(MAIN, 'drs', 'rs'), 'DRS ahead', 'DRS behind')}); in the 30-epoch cell OPeN − RS is "
-        f"{_d(g(SHORT, 'open', 'rs'))} ({standing(g(SHORT, 'open', 'rs'))}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
+        f"({standing(g(MAIN, 'drs', 'rs'), 'DRS ahead', 'DRS behind')}{_seeds(g(MAIN, 'drs', 'rs'))}); in the "
+        f"30-epoch cell OPeN − RS is {_d(g(SHORT, 'open', 'rs'))} ({standing(g(SHORT, 'open', 'rs'))}"
+        f"{_seeds(g(SHORT, 'open', 'rs'))}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
         f"in the main cell.{evidence_verdicts.against_rs(s.root)}",
         f"- **BN and delta** (main cell, against DAR-BN; chosen on the test set, there is no validation split): "
         f"auxiliary BN {_d(g(MAIN, 'open_bn_aux', 'open'))}, standard BN "

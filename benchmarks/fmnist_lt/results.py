@@ -216,7 +216,9 @@ def write(runs: Path, out: Path) -> Path:
               f"- **Wall time**: {len(s.runs_logged)} runs logged, {total_s / 3600:.2f} h in all (on a shared "
               "machine: times include other work). Every part of a run counts, the parts an interruption "
               "ended included, as `study.py` logs them since 2026-12-06; runs trained by older code logged only "
-              "the part that finished them, so where those were resumed the total is a lower bound.", ""]
+              "the part that finished them, so where those were resumed the total is a lower bound. A run "
+              "finished by hand outside the study's scripts is not logged at all (the evidence study's "
+              "deviations name the one).", ""]
     lines += _selection(s)
     lines += ["## The headline: OPeN − DRS against memorization", ""]
     if pts:
