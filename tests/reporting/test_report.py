@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from purenoise.errors import DataError, DataNotFoundError, PureNoiseError
@@ -78,6 +79,18 @@ def test_comparison_csv_and_json(three_runs, report):
         assert j["minority_half"] == pytest.approx(_minority(ACCS[m]))
         assert r["few"] == "" and j["few"] is None
         assert j["status"] == "complete" and j["epochs"] == 10
+        assert r["path"] == j["path"] == f"../{m}_s0"  # relative to the report's folder: it moves with the runs
+    runs_table = report.read_text().split("## Runs")[1].split("##")[0]
+    assert "| `../open_s0` |" in runs_table and str(out.parent) not in runs_table
+
+
+def test_runs_table_shows_a_float_setting_to_four_digits(tmp_path):
+    run = write_run(tmp_path, "open")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "delta": 1 / 3}))
+    runs_table = make_report([run]).read_text().split("## Runs")[1].split("##")[0]
+    assert "| 0.3333 | darbn |" in runs_table and "0.33333" not in runs_table
+    assert "| `.` |" in runs_table  # a one-run report sits in its run's folder
 
 
 def test_all_figures_exist_and_are_images(report):

@@ -249,11 +249,26 @@ def _results_section(page: _Page, entries: list[Replicates], rows: list[dict[str
     page.add("", METRIC_NOTE)
 
 
+def _where(path: Path, out: Path) -> str:
+    """``path`` relative to the report's folder (absolute where no relative path exists, e.g. another drive)."""
+    try:
+        return os.path.relpath(path, out)
+    except ValueError:
+        return str(path)
+
+
+def _setting(value: Any) -> Any:
+    """A config value for the runs table: floats with 4 significant digits (delta 1/3 reads 0.3333)."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLike | None = None,
                 title: str | None = None) -> Path:
     """Write ``report.md``, ``comparison.csv``/``.json`` and PNG figures; return the Markdown path.
 
-    ``out_dir`` defaults to the run folder for one run, else ``report/`` beside the first run.
+    ``out_dir`` defaults to the run folder for one run, else ``report/`` beside the first run. Run
+    folders are named relative to ``out_dir`` (in the page and in the ``path`` column), so a report
+    moved or cloned together with its runs still points at them.
     """
 
     runs = load_runs(run_dirs)
@@ -264,7 +279,7 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
     else:
         out = runs[0].path if len(runs) == 1 else runs[0].path.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{**summarize(r), "run": lab} for lab, r in zip(labels, runs)]
+    rows = [{**summarize(r), "run": lab, "path": _where(r.path, out)} for lab, r in zip(labels, runs)]
     _write_comparison(rows, out)
 
     page = _Page(out)
@@ -275,8 +290,8 @@ def make_report(run_dirs: RunLike | Iterable[RunLike], out_dir: str | os.PathLik
              "Tables also in `comparison.csv` and `comparison.json` (fractions).", "", "## Runs")
     page.table(["Run", "Method", "Epochs", "Defer epoch", "Delta", "BN mode", "Seed", "Status", "Folder"],
                [[lab, r.method, r.epochs_done, "-" if r.defer_epoch is None else r.defer_epoch,
-                 r.get("delta", "-"), r.get("bn_mode", "-"), r.get("seed", "-"), r.status,
-                 f"`{r.path}`"] for lab, r in zip(labels, runs)], right_from=99)
+                 _setting(r.get("delta", "-")), r.get("bn_mode", "-"), r.get("seed", "-"), r.status,
+                 f"`{row['path']}`"] for lab, r, row in zip(labels, runs, rows)], right_from=99)
     notes = [f"- **{lab}**: {n}" for lab, r in zip(labels, runs) for n in r.notes]
     if notes:
         page.add("", "What is missing or was skipped:", "", *notes)
