@@ -316,11 +316,10 @@ def _paired_cell(d: dict | None) -> str:
     return "" if d is None else f"{fmt(d['mean'])} {ci(d)} (n={d['n']})"
 
 
-def over_subsets(runs: Path, cell: str, other: str) -> tuple[list[float | None], list[float]]:
-    """OPeN - ``other`` for seed 0 on each subset (0, 10-13; None where a run is missing), and the
-    same over seeds 0-4 on subset 0 (finished pairs only)."""
-    by_seed = [g for g in (gain(runs, cell, s, b=other) for s in PRIMARY_SEEDS) if g is not None]
-    return [gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)], by_seed
+def over_subsets(runs: Path, cell: str, other: str) -> tuple[list[float | None], dict]:
+    """OPeN - ``other`` for seed 0 on each subset (0, 10-13; None where a run is missing), and
+    :func:`paired_gain` of the same over seeds 0-4 on subset 0."""
+    return [gain(runs, cell, 0, k, b=other) for k in (0, *SUBSETS)], paired_gain(runs, cell, PRIMARY_SEEDS, b=other)
 
 
 def subsets_lines(runs: Path) -> list[str]:
@@ -331,13 +330,13 @@ def subsets_lines(runs: Path) -> list[str]:
             by_subset, by_seed = over_subsets(runs, cell, other)
             d = one_sample([g for g in by_subset if g is not None])
             rows.append([f"`{cell}`", f"OPeN - {LABELS[other]}", f"{fmt(d['mean'])} {ci(d)}", str(d["n"]),
-                         fmt(d["std"], False),
-                         fmt(statistics.stdev(by_seed) if len(by_seed) > 1 else None, False) + f" (n={len(by_seed)})"])
+                         fmt(d["std"], False), fmt(by_seed["std"], False) + f" (n={by_seed['n']})"])
     return ["### The long-tailed subset (secondary)", "",
             "Seed 0 on the subsets `subset_seed` 0 (the standard one), 10, 11, 12 and 13: the difference over "
             "subsets with its 95% t-interval, and the subset-to-subset std next to the seed-to-seed std (seeds "
-            "0-4 on subset 0, or the seeds trained there: n says how many). Each subset has one training seed, so the spread over subsets holds the "
-            "seed-to-seed spread as well as the subset-to-subset one.", "",
+            "0-4 on subset 0, or the seeds trained there: n says how many). Each subset has one training "
+            "seed, so the spread over subsets holds the seed-to-seed spread as well as the subset-to-subset one.",
+            "",
             *markdown_table(["cell", "difference", "mean over subsets", "subsets", "std over subsets",
                              "std over seeds"], rows), ""]
 

@@ -148,9 +148,9 @@ def _tops(runs: Path) -> dict[str, list[float]]:
     return {m: v for m, v in tops.items() if len(v) == len(BASELINE_SEEDS)}
 
 
-def _on_better_loss(runs: Path) -> tuple[str, dict] | None:
-    """``(the loss with the higher mean, OPeN on it - it over seeds 0-9)``, None until all are in."""
-    tops = _tops(runs)
+def _on_better_loss(runs: Path, tops: dict[str, list[float]]) -> tuple[str, dict] | None:
+    """``(the loss with the higher mean, OPeN on it - it over seeds 0-9)``, None until all are in;
+    ``tops`` is :func:`_tops`."""
     if any(f"erm_{loss}" not in tops for loss in LOSSES):
         return None
     loss = max((f"erm_{x}" for x in LOSSES), key=lambda m: statistics.fmean(tops[m]))
@@ -179,7 +179,7 @@ def in_short(runs: Path, prim: list[tuple]) -> str:
             groups.setdefault(word, []).append(er.LABELS[m])
     others = ", and ".join(f"{word} {_and(names)}" for word, names in groups.items())
     text = f"**In short**, on data like the main cell's (seeds 0-9): {lead} (H2). OPeN is {others} (secondary)."
-    on_loss = _on_better_loss(runs)
+    on_loss = _on_better_loss(runs, _tops(runs))
     if on_loss is not None:
         loss, d = on_loss
         effect = {"ahead": "raises", "behind": "lowers"}.get(standing(d), "does not resolvably change")
@@ -197,7 +197,7 @@ def h2(runs: Path, prim: list[tuple]) -> tuple[str, str]:
             f"{er.LABELS[best]}; OPeN − {er.LABELS[best]} is {er.fmt(s['mean'])} points {er.ci(s)} over "
             f"{s['n']} seeds (Holm p {p_adj:.4f}).")
     tops = _tops(runs)
-    on_loss = _on_better_loss(runs)
+    on_loss = _on_better_loss(runs, tops)
     if on_loss is not None:
         loss, d = on_loss
         text += (f" OPeN added to the better loss, {er.LABELS[loss]}: {er.fmt(d['mean'])} "
@@ -216,13 +216,13 @@ def subsets(runs: Path) -> str:
         diffs = []
         for other in ("drs", "rs"):
             by_subset, by_seed = er.over_subsets(runs, cell, other)
-            if None in by_subset or len(by_seed) < 2:
+            if None in by_subset or by_seed["std"] is None:
                 return "The subsets are not finished."
             d = er.one_sample(by_subset)
             word = standing(d, missing="incomplete")
             diffs.append(f"OPeN − {er.LABELS[other]} {er.fmt(d['mean'])} {er.ci(d)} ({word}; std "
-                         f"{d['std']:.2f} over {len(by_subset)} subsets against {statistics.stdev(by_seed):.2f} "
-                         f"over {len(by_seed)} seeds)")
+                         f"{d['std']:.2f} over {d['n']} subsets against {by_seed['std']:.2f} "
+                         f"over {by_seed['n']} seeds)")
         parts.append(f"at {size}, " + ", ".join(diffs))
     return ("**The subset** (secondary, seed 0 on five long-tailed subsets): " + "; ".join(parts) + ".")
 

@@ -56,6 +56,7 @@ def render(s: Study) -> list[str]:
     main_erm = [pct(v) for v in values(s.get(MAIN, "erm"), "train_top1")[:3]]
     ev = evidence_verdicts.status(s.root)
     minority_long = g(LONG, "open", "drs", "minority_half")
+    rs = {(c, a): g(c, a, "rs") for c, a in ((MAIN, "open"), (MAIN, "drs"), (SHORT, "open"))}
     lines = [
         f"**What the study shows** (RESULTS.md, printed by `results.py`; {done} of {len(s.required)} required "
         "runs of the regime study). Paired by seed, top-1 points with 95% intervals:", "",
@@ -77,11 +78,11 @@ def render(s: Study) -> list[str]:
         "\"memorizes\" from \"scarce data\". The pre-registered evidence study "
         f"([PREREGISTRATION.md](benchmarks/fmnist_lt/PREREGISTRATION.md)) tests it. {ev}",
         f"- **RS.** OPeN > RS follows from the paper's Table 1 (RS 75.1, OPeN 84.6 on CIFAR-10-LT), and "
-        f"so does DRS > RS. In the main cell OPeN − RS is {_d(g(MAIN, 'open', 'rs'))} "
-        f"({standing(g(MAIN, 'open', 'rs'))}{_seeds(g(MAIN, 'open', 'rs'))}) and DRS − RS {_d(g(MAIN, 'drs', 'rs'))} "
-        f"({standing(g(MAIN, 'drs', 'rs'), 'DRS ahead', 'DRS behind')}{_seeds(g(MAIN, 'drs', 'rs'))}); in the "
-        f"30-epoch cell OPeN − RS is {_d(g(SHORT, 'open', 'rs'))} ({standing(g(SHORT, 'open', 'rs'))}"
-        f"{_seeds(g(SHORT, 'open', 'rs'))}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
+        f"so does DRS > RS. In the main cell OPeN − RS is {_d(rs[MAIN, 'open'])} "
+        f"({standing(rs[MAIN, 'open'])}{_seeds(rs[MAIN, 'open'])}) and DRS − RS {_d(rs[MAIN, 'drs'])} "
+        f"({standing(rs[MAIN, 'drs'], 'DRS ahead', 'DRS behind')}{_seeds(rs[MAIN, 'drs'])}); in the "
+        f"30-epoch cell OPeN − RS is {_d(rs[SHORT, 'open'])} ({standing(rs[SHORT, 'open'])}"
+        f"{_seeds(rs[SHORT, 'open'])}). RS − ERM: {_d(g(MAIN, 'rs', 'erm'))} "
         f"in the main cell.{evidence_verdicts.against_rs(s.root)}",
         f"- **BN and delta** (main cell, against DAR-BN; chosen on the test set, there is no validation split): "
         f"auxiliary BN {_d(g(MAIN, 'open_bn_aux', 'open'))}, standard BN "
